@@ -1,0 +1,102 @@
+#pragma once
+/// \file
+/// Counter-based random numbers (Philox4x32-10 from Random123): every number is a pure function
+/// of (seed, stream, counter), so initialization and dropout masks are reproducible and
+/// independent of threads and scheduling.
+
+#include <Random123/philox.h>
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <numbers>
+
+namespace hattn {
+
+/// Philox4x32-10 keyed by a 64-bit seed. `block(stream, counter)` gives four independent 32-bit
+/// words; distinct (stream, counter) pairs give independent blocks.
+class Philox {
+ public:
+  /// A generator keyed by `seed`.
+  explicit constexpr Philox(std::uint64_t seed = 0) : seed_(seed) {}
+
+  /// The four words at (stream, counter).
+  std::array<std::uint32_t, 4> block(std::uint64_t stream, std::uint64_t counter) const {
+    r123::Philox4x32 rng;
+    r123::Philox4x32::ctr_type c{{std::uint32_t(counter), std::uint32_t(counter >> 32),
+                                  std::uint32_t(stream), std::uint32_t(stream >> 32)}};
+    r123::Philox4x32::key_type k{{std::uint32_t(seed_), std::uint32_t(seed_ >> 32)}};
+    const auto r = rng(c, k);
+    return {r[0], r[1], r[2], r[3]};
+  }
+
+  /// Word `i` of stream `stream` (word i is lane i % 4 of block i / 4).
+  std::uint32_t word(std::uint64_t stream, std::uint64_t i) const {
+    return block(stream, i / 4)[i % 4];
+  }
+
+  /// Uniform in [0, 1) from word `i` of `stream`: 24 random bits, exact in float.
+  float uniform(std::uint64_t stream, std::uint64_t i) const {
+    return float(word(stream, i) >> 8) * 0x1.0p-24f;
+  }
+
+  /// The key.
+  constexpr std::uint64_t seed() const { return seed_; }
+
+ private:
+  std::uint64_t seed_;
+};
+
+/// A sequential stream over Philox for one-off sampling (initialization, batches, generation).
+/// Its whole state is (seed, stream, position): saving those three resumes it exactly.
+class Generator {
+ public:
+  /// The stream `stream` of the generator keyed by `seed`, from `position`.
+  explicit Generator(std::uint64_t seed, std::uint64_t stream = 0, std::uint64_t position = 0)
+      : philox_(seed), stream_(stream), position_(position) {}
+
+  /// Next 32 random bits.
+  std::uint32_t next_u32() { return philox_.word(stream_, position_++); }
+
+  /// Next 64 random bits.
+  std::uint64_t next_u64() {
+    const std::uint64_t hi = next_u32();
+    return hi << 32 | next_u32();
+  }
+
+  /// Uniform double in [0, 1) with 53 random bits.
+  double uniform() { return double(next_u64() >> 11) * 0x1.0p-53; }
+
+  /// Uniform double in [lo, hi).
+  double uniform(double lo, double hi) { return lo + (hi - lo) * uniform(); }
+
+  /// Standard normal (Box-Muller on two uniforms; one value per call).
+  double normal() {
+    const double u1 = 1.0 - uniform();  // (0, 1]: log is finite
+    const double u2 = uniform();
+    return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2);
+  }
+
+  /// Uniform integer in [0, n) (n >= 1), without modulo bias.
+  std::uint64_t below(std::uint64_t n) {
+    const std::uint64_t limit = UINT64_MAX - UINT64_MAX % n;
+    std::uint64_t x;
+    do x = next_u64();
+    while (x >= limit);
+    return x % n;
+  }
+
+  /// The key.
+  std::uint64_t seed() const { return philox_.seed(); }
+  /// The stream.
+  std::uint64_t stream() const { return stream_; }
+  /// Words consumed so far.
+  std::uint64_t position() const { return position_; }
+
+ private:
+  Philox philox_;
+  std::uint64_t stream_;
+  std::uint64_t position_;
+};
+
+}  // namespace hattn
