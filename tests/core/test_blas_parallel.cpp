@@ -1,1 +1,119 @@
 #include <catch2/catch.hpp>
+
+#include <atomic>
+#include <tuple>
+#include <vector>
+
+#include "hattn/core/blas.hpp"
+#include "hattn/core/parallel.hpp"
+#include "hattn/core/rng.hpp"
+
+using hattn::Index;
+using hattn::Trans;
+
+namespace {
+
+template <class T>
+std::vector<T> random_vector(std::size_t n, std::uint64_t seed) {
+  hattn::Generator g(seed);
+  std::vector<T> v(n);
+  for (auto& x : v) x = T(g.uniform(-1, 1));
+  return v;
+}
+
+// Element (i, j) of op(X) for X stored row-major with row stride ld.
+template <class T>
+T at(const std::vector<T>& x, Trans t, Index i, Index j, Index ld) {
+  return t == Trans::yes ? x[j * ld + i] : x[i * ld + j];
+}
+
+// C = alpha op(A) op(B) + beta C by loops, then compared with hattn::gemm.
+template <class T>
+void check_gemm(Trans ta, Trans tb, Index m, Index n, Index k, T alpha, T beta, Index pad, double tol) {
+  const Index lda = (ta == Trans::yes ? m : k) + pad, ldb = (tb == Trans::yes ? k : n) + pad, ldc = n + pad;
+  const Index a_rows = ta == Trans::yes ? k : m, b_rows = tb == Trans::yes ? n : k;
+  auto a = random_vector<T>(a_rows * lda, 1), b = random_vector<T>(b_rows * ldb, 2);
+  auto c = random_vector<T>(m * ldc, 3), ref = c;
+  for (Index i = 0; i < m; ++i)
+    for (Index j = 0; j < n; ++j) {
+      double s = 0;
+      for (Index l = 0; l < k; ++l) s += double(at(a, ta, i, l, lda)) * double(at(b, tb, l, j, ldb));
+      ref[i * ldc + j] = T(alpha * s + beta * double(c[i * ldc + j]));
+    }
+  hattn::gemm<T>(ta, tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
+  for (Index i = 0; i < m; ++i)
+    for (Index j = 0; j < ldc; ++j) {
+      INFO("C(" << i << ", " << j << ") with m=" << m << " n=" << n << " k=" << k);
+      if (j < n) {
+        REQUIRE(double(c[i * ldc + j]) == Approx(double(ref[i * ldc + j])).epsilon(tol).margin(tol));
+      } else {
+        REQUIRE(c[i * ldc + j] == ref[i * ldc + j]);  // padding columns untouched
+      }
+    }
+}
+
+}  // namespace
+
+TEST_CASE("gemm matches loops for every transpose, stride, alpha and beta", "[blas]") {
+  for (Trans ta : {Trans::no, Trans::yes})
+    for (Trans tb : {Trans::no, Trans::yes})
+      for (auto [m, n, k] : {std::tuple<Index, Index, Index>{1, 1, 1}, {5, 7, 3}, {33, 17, 9}}) {
+        check_gemm<double>(ta, tb, m, n, k, 1.0, 0.0, 0, 1e-13);
+        check_gemm<double>(ta, tb, m, n, k, 0.5, 1.0, 3, 1e-13);
+        check_gemm<float>(ta, tb, m, n, k, -2.0f, 1.0f, 2, 1e-5);
+      }
+}
+
+TEST_CASE("gemm's tiled paths (by rows and by columns) match loops", "[blas]") {
+  for (Trans ta : {Trans::no, Trans::yes})
+    for (Trans tb : {Trans::no, Trans::yes}) {
+      check_gemm<double>(ta, tb, 300, 140, 100, 1.0, 1.0, 1, 1e-12);  // row tiles
+      check_gemm<double>(ta, tb, 150, 700, 60, 1.0, 0.0, 0, 1e-12);   // column tiles
+    }
+}
+
+TEST_CASE("gemm gives bitwise the same result with 1 and 2 threads", "[blas][threads]") {
+  const Index m = 700, n = 650, k = 96;
+  const auto a = random_vector<float>(m * k, 4), b = random_vector<float>(k * n, 5);
+  auto run = [&] {
+    std::vector<float> c(m * n, 1.0f);
+    hattn::gemm<float>(Trans::no, Trans::no, m, n, k, 1.0f, a.data(), k, b.data(), n, 1.0f, c.data(), n);
+    return c;
+  };
+  std::vector<float> one, two;
+  {
+    hattn::ThreadLimit limit(1);
+    REQUIRE(hattn::max_threads() == 1);
+    one = run();
+  }
+  {
+    hattn::ThreadLimit limit(2);
+    two = run();
+  }
+  REQUIRE(one == two);
+}
+
+TEST_CASE("gemm rejects negative sizes and short leading dimensions", "[blas][errors]") {
+  std::vector<float> x(16);
+  REQUIRE_THROWS_WITH(hattn::gemm<float>(Trans::no, Trans::no, 2, 2, 3, 1.f, x.data(), 2, x.data(), 2,
+                                         0.f, x.data(), 2),
+                      "gemm: leading dimensions (2, 2, 2) too small for sizes (2, 2, 3)");
+  REQUIRE_THROWS_WITH(hattn::gemm<float>(Trans::no, Trans::no, -1, 2, 3, 1.f, x.data(), 3, x.data(), 2,
+                                         0.f, x.data(), 2),
+                      "gemm: negative size (-1, 2, 3)");
+}
+
+TEST_CASE("parallel_for visits every index once, nests, and honours thread limits", "[parallel]") {
+  std::vector<std::atomic<int>> hits(1000);
+  hattn::parallel_for(1000, [&](Index i) {
+    hattn::parallel_for(3, [&](Index) { hits[std::size_t(i)].fetch_add(1); });
+  });
+  for (auto& h : hits) REQUIRE(h.load() == 3);
+  hattn::parallel_for(0, [&](Index) { FAIL("called for an empty range"); });
+  REQUIRE_THROWS_WITH(hattn::ThreadLimit(0), "ThreadLimit: thread count must be >= 1, got 0");
+  {
+    hattn::ThreadLimit limit(1);
+    REQUIRE(hattn::max_threads() == 1);
+  }
+  REQUIRE(hattn::max_threads() >= 1);
+}
