@@ -36,9 +36,10 @@ class Philox {
   }
 
   /// Uniform in [0, 1) from word `i` of `stream`: 24 random bits, exact in float.
-  float uniform(std::uint64_t stream, std::uint64_t i) const {
-    return float(word(stream, i) >> 8) * 0x1.0p-24f;
-  }
+  float uniform(std::uint64_t stream, std::uint64_t i) const { return to_uniform(word(stream, i)); }
+
+  /// The uniform in [0, 1) that a word stands for: its top 24 bits, exact in float.
+  static constexpr float to_uniform(std::uint32_t word) { return float(word >> 8) * 0x1.0p-24f; }
 
   /// The key.
   constexpr std::uint64_t seed() const { return seed_; }

@@ -6,6 +6,7 @@
 #include <unsupported/Eigen/CXX11/Tensor>
 
 #include <array>
+#include <functional>
 #include <cstdint>
 #include <string>
 #include <type_traits>
@@ -21,6 +22,11 @@ using Index = Eigen::Index;
 /// for read-only data. A view whose data() is null stands for "no tensor" (e.g. a gradient not wanted).
 template <class T, int R>
 using TensorView = Eigen::TensorMap<Eigen::Tensor<T, R, Eigen::RowMajor, Index>>;
+
+/// `T` itself, in a non-deduced context: ops write inputs as `View<const Id<T>, R>` so that `T` is
+/// deduced from their first argument only and the others convert (e.g. View<T> to View<const T>).
+template <class T>
+using Id = std::type_identity_t<T>;
 
 /// An owning row-major tensor, for results handed to the user.
 template <class T, int R>
@@ -93,6 +99,15 @@ struct View {
     return View<T, 2>(data, cols == 0 ? 0 : size() / cols, cols);
   }
 };
+
+/// True when the `na` elements at `a` and the `nb` elements at `b` share no element. Ops use it to
+/// reject partial overlaps between an output and an input (in place is allowed only where the op
+/// says so).
+template <class T>
+bool disjoint(const T* a, Index na, const T* b, Index nb) {
+  const std::less<const T*> lt;  // a total order even for unrelated pointers
+  return !lt(a, b + nb) || !lt(b, a + na);
+}
 
 /// A set of `groups` blocks of `rows` x `cols` elements inside a larger row-major buffer:
 /// element (g, r, c) lives at `data[g * group_stride + r * row_stride + c]`. Attention reads its

@@ -13,9 +13,6 @@
 
 namespace hattn::ops {
 
-template <class T>
-using Id = std::type_identity_t<T>;  // keeps an argument out of template deduction
-
 namespace detail {
 template <class T>
 void check_linear(View<const T, 2> y, View<const T, 2> x, View<const T, 2> w, View<const T, 1> b,
