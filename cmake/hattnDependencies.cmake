@@ -1,5 +1,7 @@
 # Finds hattn's dependencies; shared by the build tree and the installed package config.
 # Every dependency is a Debian package: libeigen3-dev, libtbb-dev, libopenblas-dev, librandom123-dev.
+# Defines the imported targets hattn links to: Eigen3::Eigen, TBB::tbb, BLAS::BLAS,
+# hattn::cblas_headers and hattn::random123 (found on the consumer's machine, never baked in).
 include(CMakeFindDependencyMacro)
 
 if(NOT TARGET Eigen3::Eigen)
@@ -9,20 +11,32 @@ if(NOT TARGET TBB::tbb)
   find_dependency(TBB)
 endif()
 if(NOT TARGET BLAS::BLAS)
-  # OpenBLAS first: hattn calls openblas_set_num_threads to keep BLAS single-threaded in TBB tasks.
+  # OpenBLAS: hattn calls openblas_set_num_threads to keep BLAS single-threaded in TBB tasks.
+  # The caller's own BLA_VENDOR is restored afterwards.
+  set(_hattn_saved_bla_vendor "${BLA_VENDOR}")
   set(BLA_VENDOR OpenBLAS)
   find_dependency(BLAS)
+  set(BLA_VENDOR "${_hattn_saved_bla_vendor}")
 endif()
 
-# cblas.h: Debian puts OpenBLAS's under the multiarch include dir (found by default);
-# search the usual places so other layouts work too.
-find_path(HATTN_CBLAS_INCLUDE_DIR cblas.h PATH_SUFFIXES openblas openblas-pthread)
-if(NOT HATTN_CBLAS_INCLUDE_DIR)
-  message(FATAL_ERROR "hattn: cblas.h not found (Debian: apt-get install libopenblas-dev)")
+# cblas.h (OpenBLAS's) and Random123 are plain headers without CMake packages.
+if(NOT TARGET hattn::cblas_headers)
+  find_path(HATTN_CBLAS_INCLUDE_DIR cblas.h PATH_SUFFIXES openblas openblas-pthread)
+  if(NOT HATTN_CBLAS_INCLUDE_DIR)
+    set(${CMAKE_FIND_PACKAGE_NAME}_FOUND FALSE)
+    set(${CMAKE_FIND_PACKAGE_NAME}_NOT_FOUND_MESSAGE "cblas.h not found (Debian: apt-get install libopenblas-dev)")
+    return()
+  endif()
+  add_library(hattn::cblas_headers INTERFACE IMPORTED)
+  set_target_properties(hattn::cblas_headers PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${HATTN_CBLAS_INCLUDE_DIR}")
 endif()
-
-# Random123 (Philox counter-based RNG) is header-only and ships no CMake package.
-find_path(HATTN_RANDOM123_INCLUDE_DIR Random123/philox.h)
-if(NOT HATTN_RANDOM123_INCLUDE_DIR)
-  message(FATAL_ERROR "hattn: Random123/philox.h not found (Debian: apt-get install librandom123-dev)")
+if(NOT TARGET hattn::random123)
+  find_path(HATTN_RANDOM123_INCLUDE_DIR Random123/philox.h)
+  if(NOT HATTN_RANDOM123_INCLUDE_DIR)
+    set(${CMAKE_FIND_PACKAGE_NAME}_FOUND FALSE)
+    set(${CMAKE_FIND_PACKAGE_NAME}_NOT_FOUND_MESSAGE "Random123/philox.h not found (Debian: apt-get install librandom123-dev)")
+    return()
+  endif()
+  add_library(hattn::random123 INTERFACE IMPORTED)
+  set_target_properties(hattn::random123 PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${HATTN_RANDOM123_INCLUDE_DIR}")
 endif()

@@ -1,6 +1,6 @@
 #pragma once
 /// \file
-/// Var: a tensor together with its gradient, the unit the training-mode op wrappers take.
+/// Var and RowsVar: a tensor together with its gradient, the units the training-mode op wrappers take.
 
 #include "hattn/core/tensor.hpp"
 
@@ -12,6 +12,14 @@ template <class T, int R>
 struct Var {
   View<T, R> value;  ///< forward value
   View<T, R> grad;   ///< dLoss/dvalue, accumulated; empty if not needed
+};
+
+/// Strided row blocks (hattn::Rows) and their gradient in the same layout, the unit attention
+/// takes: its operands are chunks, sibling halves or column slices of fused buffers.
+template <class T>
+struct RowsVar {
+  Rows<T> value;  ///< forward value
+  Rows<T> grad;   ///< dLoss/dvalue, accumulated; empty if not needed
 };
 
 }  // namespace hattn

@@ -122,6 +122,12 @@ struct Rows {
   Index row_stride = 0;    ///< elements between consecutive rows of a block
   Index group_stride = 0;  ///< elements between consecutive blocks
 
+  /// Read-only rows of the same blocks.
+  operator Rows<const T>() const  // NOLINT(google-explicit-constructor)
+    requires(!std::is_const_v<T>)
+  {
+    return Rows<const T>{data, groups, rows, cols, row_stride, group_stride};
+  }
   /// Pointer to row `r` of block `g`.
   T* row(Index g, Index r) const { return data + g * group_stride + r * row_stride; }
   /// "(groups, rows, cols)" for error messages.

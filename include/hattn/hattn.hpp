@@ -1,0 +1,26 @@
+#pragma once
+/// \file
+/// Umbrella header: everything hattn offers.
+
+#include "hattn/config.hpp"
+
+#include "hattn/core/arena.hpp"
+#include "hattn/core/blas.hpp"
+#include "hattn/core/error.hpp"
+#include "hattn/core/parallel.hpp"
+#include "hattn/core/rng.hpp"
+#include "hattn/core/tensor.hpp"
+
+#include "hattn/autograd/tape.hpp"
+#include "hattn/autograd/var.hpp"
+
+#include "hattn/ops/attention.hpp"
+#include "hattn/ops/cross_entropy.hpp"
+#include "hattn/ops/dropout.hpp"
+#include "hattn/ops/embedding.hpp"
+#include "hattn/ops/layernorm.hpp"
+#include "hattn/ops/linear.hpp"
+#include "hattn/ops/relu.hpp"
+#include "hattn/ops/residual.hpp"
+#include "hattn/ops/rows.hpp"
+#include "hattn/ops/softmax.hpp"

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the Debian packages hattn needs to build, test, benchmark and run its examples.
+# Only missing packages are installed; the package index is refreshed only when one is missing.
+set -euo pipefail
+
+packages=(
+  cmake ninja-build g++
+  libeigen3-dev libtbb-dev libopenblas-dev librandom123-dev
+  catch2 libbenchmark-dev
+  nlohmann-json3-dev libcli11-dev libfmt-dev libstb-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if [[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" != "install ok installed" ]]; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "deps.sh: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+echo "deps.sh: installing ${missing[*]}"
+if ((EUID == 0)); then
+  as_root=()
+elif command -v sudo >/dev/null; then
+  as_root=(sudo)
+else
+  echo "deps.sh: need root or sudo to install: ${missing[*]}" >&2
+  exit 1
+fi
+"${as_root[@]}" apt-get update
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
