@@ -59,7 +59,7 @@ class LeafAttention(nn.Module):
 
     def forward(self, chunks):
         c = chunks.shape[1]
-        causal = torch.ones(c, c, dtype=torch.bool).tril()
+        causal = torch.ones(c, c, dtype=torch.bool, device=chunks.device).tril()
         return self.dropout(self.norm(self.self_attention(chunks, chunks, causal)))
 
 
@@ -94,7 +94,8 @@ class HierarchicalAttention(nn.Module):
             s = c * 2 ** level
             pairs = y.reshape(b * tp // (2 * s), 2, s, d)
             left, right = pairs[:, 0], pairs[:, 1]
-            allowed = torch.ones(s, s, dtype=torch.bool).tril() if self.node_mask == "aligned" else None
+            allowed = (torch.ones(s, s, dtype=torch.bool, device=y.device).tril()
+                       if self.node_mask == "aligned" else None)
             y = torch.stack([left, layer(right, left, allowed)], dim=1).reshape(b, tp, d)
         return y
 
@@ -133,7 +134,7 @@ class PositionalEncoding(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, ids):
-        positions = torch.arange(ids.shape[1])
+        positions = torch.arange(ids.shape[1], device=ids.device)
         return self.dropout(self.word_embedding_layer(ids) + self.position_embedding_layer(positions))
 
 
@@ -159,6 +160,14 @@ class Decoder(nn.Module):
         return [self.decoder_block] if hasattr(self, "decoder_block") else list(self.decoder_blocks)
 
     def forward(self, ids, training=True):
+        """training=True: logits, dropouts active while the module is in train mode.
+        training=False: inference, softmax(logits) with every dropout off whatever the module mode."""
+        if not training and self.training:
+            self.eval()
+            try:
+                return self.forward(ids, training=False)
+            finally:
+                self.train()
         x = self.pos_encoding(ids)
         for block in self.blocks():
             x = block(x)

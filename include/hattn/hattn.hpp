@@ -24,3 +24,6 @@
 #include "hattn/ops/residual.hpp"
 #include "hattn/ops/rows.hpp"
 #include "hattn/ops/softmax.hpp"
+#include "hattn/ops/copy_rows.hpp"
+
+#include "hattn/model/decoder.hpp"

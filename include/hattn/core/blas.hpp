@@ -6,7 +6,9 @@
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <type_traits>
+#include <vector>
 
 #include "hattn/core/error.hpp"
 #include "hattn/core/parallel.hpp"
@@ -16,6 +18,18 @@ namespace hattn {
 
 /// Whether a GEMM operand is used as stored or transposed.
 enum class Trans : bool { no = false, yes = true };
+
+/// How gemm may group the rows of C into BLAS calls.
+enum class RowMode : bool {
+  /// Whatever is fastest. Results are still the same for any thread count, but a row's bits may
+  /// depend on how many rows are computed (BLAS kernels treat edge rows differently).
+  any,
+  /// Every row of C comes out bitwise the same whatever m is: a row of a (B, T) batch does not
+  /// change with T. Calls cover multiples of 96 rows; a last partial tile is computed through
+  /// zero-padded scratch. Used for activations (rows = tokens), so that a sequence's prefix gives
+  /// the same outputs at every length.
+  stable,
+};
 
 namespace detail {
 
@@ -33,6 +47,15 @@ inline void blas_single_threaded() {
 inline constexpr Index gemm_tile = 128;
 /// Products smaller than this many multiply-adds run as one call.
 inline constexpr double gemm_parallel_work = 4.0e6;
+/// RowMode::stable: every BLAS call covers a multiple of this many rows of C. OpenBLAS computes a
+/// row of C with the same instruction sequence whenever the call's row count is a multiple of its
+/// kernel's unroll in that dimension (24 for the Haswell/Zen sgemm kernel; 4, 8, 16 or 32 on
+/// others); 96 is a multiple of all of them.
+inline constexpr Index gemm_row_unit = 96;
+/// RowMode::stable: rows of C per parallel tile (a multiple of gemm_row_unit).
+inline constexpr Index gemm_row_tile = 192;
+/// RowMode::stable: columns of C per parallel tile, when C is wider than that.
+inline constexpr Index gemm_col_tile = 512;
 
 template <class T>
 void gemm_call(Trans ta, Trans tb, Index m, Index n, Index k, T alpha, const T* a, Index lda,
@@ -48,15 +71,45 @@ void gemm_call(Trans ta, Trans tb, Index m, Index n, Index k, T alpha, const T* 
   }
 }
 
+/// Rows [i0, i0 + rows) and columns [j0, j0 + cols) of C as a call over a multiple of
+/// gemm_row_unit rows: directly when `rows` is one, else through zero-padded scratch copies of
+/// A's rows and C's rows (C is copied in, so beta applies exactly as in a direct call).
+template <class T>
+void gemm_stable_tile(Trans ta, Trans tb, Index i0, Index rows, Index j0, Index cols, Index k,
+                      T alpha, const T* a, Index lda, const T* b, Index ldb, T beta, T* c, Index ldc) {
+  const T* a0 = ta == Trans::yes ? a + i0 : a + i0 * lda;
+  const T* b0 = tb == Trans::yes ? b + j0 * ldb : b + j0;
+  T* c0 = c + i0 * ldc + j0;
+  if (rows % gemm_row_unit == 0) {
+    gemm_call(ta, tb, rows, cols, k, alpha, a0, lda, b0, ldb, beta, c0, ldc);
+    return;
+  }
+  const Index padded = (rows + gemm_row_unit - 1) / gemm_row_unit * gemm_row_unit;
+  thread_local std::vector<T> a_pad, c_pad;  // grow once per thread
+  a_pad.assign(std::size_t(padded * k), T(0));
+  c_pad.assign(std::size_t(padded * cols), T(0));
+  if (ta == Trans::yes) {  // A stored (k, m): copy columns i0 .. i0 + rows into (k, padded)
+    for (Index l = 0; l < k; ++l)
+      std::copy(a0 + l * lda, a0 + l * lda + rows, a_pad.data() + l * padded);
+  } else {                 // A stored (m, k): copy rows into (padded, k)
+    for (Index i = 0; i < rows; ++i) std::copy(a0 + i * lda, a0 + i * lda + k, a_pad.data() + i * k);
+  }
+  for (Index i = 0; i < rows; ++i) std::copy(c0 + i * ldc, c0 + i * ldc + cols, c_pad.data() + i * cols);
+  gemm_call(ta, tb, padded, cols, k, alpha, a_pad.data(), ta == Trans::yes ? padded : k, b0, ldb,
+            beta, c_pad.data(), cols);
+  for (Index i = 0; i < rows; ++i) std::copy(c_pad.data() + i * cols, c_pad.data() + (i + 1) * cols, c0 + i * ldc);
+}
+
 }  // namespace detail
 
 /// C = alpha * op(A) * op(B) + beta * C, all row-major. op(A) is (m, k), op(B) is (k, n), C is
 /// (m, n); `lda`, `ldb`, `ldc` are the row strides of A, B and C as stored. With beta = 1 the
 /// product accumulates into C (the backward passes use this). Large products are split into
-/// 128-row (or, when m is small, 128-column) tiles that run in parallel.
+/// 128-row (or, when m is small, 128-column) tiles that run in parallel; with RowMode::stable
+/// into the fixed tiles that keep each row's result independent of m.
 template <class T>
 void gemm(Trans ta, Trans tb, Index m, Index n, Index k, T alpha, const T* a, Index lda,
-          const T* b, Index ldb, T beta, T* c, Index ldc) {
+          const T* b, Index ldb, T beta, T* c, Index ldc, RowMode mode = RowMode::any) {
   detail::require(m >= 0 && n >= 0 && k >= 0, "gemm", "negative size (", m, ", ", n, ", ", k, ")");
   detail::require(lda >= (ta == Trans::yes ? m : k) && ldb >= (tb == Trans::yes ? k : n) &&
                       ldc >= n,
@@ -64,6 +117,18 @@ void gemm(Trans ta, Trans tb, Index m, Index n, Index k, T alpha, const T* a, In
                   ") too small for sizes (", m, ", ", n, ", ", k, ")");
   if (m == 0 || n == 0) return;
   detail::blas_single_threaded();
+  if (mode == RowMode::stable) {
+    // Tiles fixed by (m, n) alone: 192-row tiles from row 0, 512-column tiles from column 0.
+    const Index rt = detail::gemm_row_tile, ct = detail::gemm_col_tile;
+    const Index row_tiles = (m + rt - 1) / rt, col_tiles = n > ct ? (n + ct - 1) / ct : 1;
+    const Index width = n > ct ? ct : n;
+    parallel_for(row_tiles * col_tiles, [&](Index t) {
+      const Index i0 = (t / col_tiles) * rt, j0 = (t % col_tiles) * width;
+      detail::gemm_stable_tile(ta, tb, i0, std::min(rt, m - i0), j0, std::min(width, n - j0), k,
+                               alpha, a, lda, b, ldb, beta, c, ldc);
+    });
+    return;
+  }
   const double work = double(m) * double(n) * double(k);
   const Index tile = detail::gemm_tile;
   if (work < detail::gemm_parallel_work || (m <= tile && n <= tile)) {

@@ -2,6 +2,7 @@
 /// \file
 /// Linear layer, PyTorch convention: y = x W^T + b with W stored (out, in).
 
+#include <algorithm>
 #include <type_traits>
 
 #include "hattn/autograd/tape.hpp"
@@ -27,6 +28,25 @@ void check_linear(View<const T, 2> y, View<const T, 2> x, View<const T, 2> w, Vi
 }
 }  // namespace detail
 
+/// Adds column sums of dy to a bias gradient: db[j] += sum_i dy[i, col0 + j], for j < db's size.
+/// Columns run in fixed blocks and rows are summed in order, so the sums are the same for any thread
+/// count. A fused projection uses `col0` to give each of its biases its own columns.
+/// requires: dy (M, N), db (n), 0 <= col0, col0 + n <= N.
+template <class T>
+void linear_bias_backward(View<const T, 2> dy, Index col0, View<Id<T>, 1> db) {
+  const Index m = dy.dim(0), n_all = dy.dim(1), n = db.dim(0);
+  hattn::detail::require(col0 >= 0 && col0 + n <= n_all, "linear_bias_backward", "columns [", col0,
+                         ", ", col0 + n, ") of dy ", dy.shape(), " do not exist");
+  constexpr Index block = 64;
+  parallel_for((n + block - 1) / block, [&](Index t) {
+    const Index j0 = t * block, j1 = std::min(n, j0 + block);
+    for (Index i = 0; i < m; ++i) {
+      const T* row = dy.data + i * n_all + col0;  // (n)
+      for (Index j = j0; j < j1; ++j) db.data[j] += row[j];
+    }
+  });
+}
+
 /// y = x W^T + b.
 /// requires: x (M, K), W (N, K), b (N) or empty, y (M, N); M, N, K > 0.
 /// ensures: every entry of y is written.
@@ -40,8 +60,9 @@ void linear_forward(View<T, 2> y, View<const Id<T>, 2> x, View<const Id<T>, 2> w
       for (Index j = 0; j < n; ++j) y.data[i * n + j] = b.data[j];
     });
   }
+  // RowMode::stable: a token's output does not depend on how many tokens the batch holds.
   gemm<T>(Trans::no, Trans::yes, m, n, k, T(1), x.data, k, w.data, k, b.present() ? T(1) : T(0),
-          y.data, n);
+          y.data, n, RowMode::stable);
 }
 
 /// Adds the gradients of linear_forward: dx += dy W, dW += dy^T x, db += sum over rows of dy.
@@ -57,18 +78,17 @@ void linear_backward(View<const T, 2> dy, View<const Id<T>, 2> x, View<const Id<
                          x.shape(), ", dW ", dw.shape(), " for W ", w.shape());
   if (dx.present()) gemm<T>(Trans::no, Trans::no, m, k, n, T(1), dy.data, n, w.data, k, T(1), dx.data, k);
   if (dw.present()) gemm<T>(Trans::yes, Trans::no, n, k, m, T(1), dy.data, n, x.data, k, T(1), dw.data, k);
-  if (db.present()) {
-    // Columns in fixed blocks, rows summed in order: the same sums for any thread count.
-    constexpr Index block = 64;
-    parallel_for((n + block - 1) / block, [&](Index t) {
-      const Index j0 = t * block, j1 = std::min(n, j0 + block);
-      for (Index i = 0; i < m; ++i) {
-        const T* row = dy.data + i * n;
-        for (Index j = j0; j < j1; ++j) db.data[j] += row[j];
-      }
-    });
-  }
+  if (db.present()) linear_bias_backward<T>(dy, 0, db);
 }
+
+/// Tape node of a bias gradient over some columns of dy (see linear_bias_backward).
+template <class T>
+struct LinearBiasNode {
+  View<const T, 2> dy;
+  Index col0 = 0;
+  View<T, 1> db;
+  void backward() const { linear_bias_backward<T>(dy, col0, db); }
+};
 
 /// Tape node of linear: what linear_backward needs.
 template <class T>

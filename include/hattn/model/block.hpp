@@ -1,0 +1,113 @@
+#pragma once
+/// \file
+/// The decoder block (SPEC.md step 2): two hierarchical attentions and a 4x feed-forward, each with
+/// a residual connection followed by LayerNorm.
+
+#include <string>
+
+#include "hattn/config.hpp"
+#include "hattn/model/activations.hpp"
+#include "hattn/model/hierarchy.hpp"
+#include "hattn/model/layers.hpp"
+#include "hattn/ops/layernorm.hpp"
+#include "hattn/ops/linear.hpp"
+#include "hattn/ops/relu.hpp"
+#include "hattn/ops/residual.hpp"
+
+namespace hattn::model {
+
+/// Parameters of one decoder block.
+template <class T, int L>
+struct BlockParams {
+  HierParams<T, L> ha1, ha2;       ///< hier_attn1, hier_attn2
+  Var<T, 2> w1;                    ///< (4d, d) feed_forward.0.weight
+  Var<T, 1> b1;                    ///< (4d)
+  Var<T, 2> w2;                    ///< (d, 4d) feed_forward.2.weight
+  Var<T, 1> b2;                    ///< (d)
+  NormParams<T> norm1, norm2, norm3;
+};
+
+/// Takes and names a block's parameters under `prefix` (e.g. "decoder_block").
+template <class T, int L>
+BlockParams<T, L> make_block(ParameterBuilder<T>& pb, const std::string& prefix, Index d) {
+  BlockParams<T, L> b;
+  b.ha1 = make_hier<T, L>(pb, prefix + ".hier_attn1", d);
+  b.ha2 = make_hier<T, L>(pb, prefix + ".hier_attn2", d);
+  std::tie(b.w1, b.b1) = make_linear(pb, prefix + ".feed_forward.0", 4 * d, d);
+  std::tie(b.w2, b.b2) = make_linear(pb, prefix + ".feed_forward.2", d, 4 * d);
+  b.norm1 = make_norm(pb, prefix + ".norm1", d);
+  b.norm2 = make_norm(pb, prefix + ".norm2", d);
+  b.norm3 = make_norm(pb, prefix + ".norm3", d);
+  return b;
+}
+
+/// Activations of one block over N = B * Tp rows (every sequence padded to Tp).
+template <class T, int L>
+struct BlockActs {
+  HierActs<T, L> ha1, ha2;
+  Var<T, 2> res1, a1;          ///< (N, d) x + HA1(x), then LN1
+  View<T, 1> mean1, rstd1;     ///< (N)
+  Var<T, 2> res2, a2;          ///< (N, d) a1 + HA2(a1), then LN2
+  View<T, 1> mean2, rstd2;     ///< (N)
+  Var<T, 2> hidden;            ///< (N, 4d) W1 a2 + b1; ReLU applies in place
+  View<T, 2> relu_grad;        ///< (N, 4d) gradient of the ReLU output
+  Var<T, 2> ff;                ///< (N, d) W2 relu(...) + b2
+  Var<T, 2> res3, out;         ///< (N, d) a2 + ff, then LN3: the block's output
+  View<T, 1> mean3, rstd3;     ///< (N)
+};
+
+/// Takes a block's activations for B sequences of Tp rows.
+template <class T, int L>
+BlockActs<T, L> make_block_acts(ActivationBuilder<T>& ab, Index B, Index Tp, Index d, Index heads) {
+  BlockActs<T, L> a;
+  const Index N = B * Tp;
+  a.ha1 = make_hier_acts<T, L>(ab, B, Tp, d, heads);
+  a.res1 = ab.take(N, d);
+  a.a1 = ab.take(N, d);
+  a.mean1 = ab.stat(N);
+  a.rstd1 = ab.stat(N);
+  a.ha2 = make_hier_acts<T, L>(ab, B, Tp, d, heads);
+  a.res2 = ab.take(N, d);
+  a.a2 = ab.take(N, d);
+  a.mean2 = ab.stat(N);
+  a.rstd2 = ab.stat(N);
+  a.hidden = ab.take(N, 4 * d);
+  a.relu_grad = ab.take_grad(N, 4 * d);
+  a.ff = ab.take(N, d);
+  a.res3 = ab.take(N, d);
+  a.out = ab.take(N, d);
+  a.mean3 = ab.stat(N);
+  a.rstd3 = ab.stat(N);
+  return a;
+}
+
+/// Forward pass of one block on x (B * Tp, d), every sequence padded to Tp rows; returns the block
+/// output (B * Tp, d). SPEC.md pads each hierarchy's input with zero rows and slices its output
+/// back to T; keeping the padded layout through the whole block computes the same real rows (no
+/// real row ever reads a padding row, and every op is row-wise outside attention) while making
+/// each row's position in memory depend on Tp only, so a prefix's outputs are bitwise the same for
+/// every T with the same chunk size. Padding rows hold finite values that nothing real reads.
+/// `site` numbers the block's dropout sites: 2 (L + 1) of them.
+template <class T, int L, NodeMask NM>
+Var<T, 2> block_forward(const BlockParams<T, L>& p, BlockActs<T, L>& a, Var<T, 2> x, Index Tp,
+                        const ForwardContext& ctx, std::uint64_t site) {
+  Tape* tape = ctx.tape;
+  const Var<T, 2> h1 = hier_forward<T, L, NM>(p.ha1, a.ha1, x, Tp, ctx, site);
+  ops::residual<T>(tape, flat(a.res1), flat(x), flat(h1));
+  ops::layernorm<T>(tape, a.a1, a.mean1, a.rstd1, a.res1, p.norm1.w, p.norm1.b);
+
+  const Var<T, 2> h2 = hier_forward<T, L, NM>(p.ha2, a.ha2, a.a1, Tp, ctx, site + L + 1);
+  ops::residual<T>(tape, flat(a.res2), flat(a.a1), flat(h2));
+  ops::layernorm<T>(tape, a.a2, a.mean2, a.rstd2, a.res2, p.norm2.w, p.norm2.b);
+
+  // Feed-forward; ReLU in place (its backward reads the output's sign, the same as the input's).
+  ops::linear<T>(tape, a.hidden, a.a2, p.w1, p.b1);
+  const Var<T, 2> relu{a.hidden.value, a.relu_grad};
+  ops::relu<T>(tape, flat(relu), flat(a.hidden));
+  ops::linear<T>(tape, a.ff, relu, p.w2, p.b2);
+  ops::residual<T>(tape, flat(a.res3), flat(a.a2), flat(a.ff));
+  ops::layernorm<T>(tape, a.out, a.mean3, a.rstd3, a.res3, p.norm3.w, p.norm3.b);
+  return a.out;
+}
+
+}  // namespace hattn::model

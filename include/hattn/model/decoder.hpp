@@ -1,0 +1,321 @@
+#pragma once
+/// \file
+/// hattn::Decoder: the whole model (SPEC.md), its parameters, training-mode forward/backward on the
+/// tape, and inference.
+
+#include <array>
+#include <bit>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "hattn/autograd/tape.hpp"
+#include "hattn/config.hpp"
+#include "hattn/core/arena.hpp"
+#include "hattn/core/error.hpp"
+#include "hattn/core/tensor.hpp"
+#include "hattn/model/activations.hpp"
+#include "hattn/model/block.hpp"
+#include "hattn/model/layers.hpp"
+#include "hattn/model/parameters.hpp"
+#include "hattn/ops/cross_entropy.hpp"
+#include "hattn/ops/embedding.hpp"
+#include "hattn/ops/linear.hpp"
+#include "hattn/ops/rows.hpp"
+#include "hattn/ops/softmax.hpp"
+
+namespace hattn {
+
+/// The hierarchical attention decoder of SPEC.md with compile-time shape `C`, computing in `T`
+/// (float; double for gradient checks).
+///
+/// Training: `forward(ids, targets)` runs the model on the tape and returns the mean cross-entropy,
+/// `backward()` adds the gradients into every parameter's `grad`, `zero_grad()` clears them; an
+/// optimizer then updates `parameters()`. Inference: `predict(ids)` returns probabilities; it is
+/// const, uses no shared state, and may run concurrently from several threads on one model.
+template <Config C, class T = float>
+class Decoder {
+  static_assert(CheckConfig<C>::value);
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                "hattn::Decoder: the scalar type must be float or double");
+  static constexpr int L = C.levels;
+  static constexpr int Blocks = C.blocks;
+
+ public:
+  /// The compile-time configuration.
+  static constexpr Config config = C;
+  /// The scalar type.
+  using Scalar = T;
+  /// Token ids, (batch, tokens).
+  using Ids = Tensor<std::int32_t, 2>;
+  /// The cross-entropy target that is ignored (PyTorch's ignore_index).
+  static constexpr std::int32_t ignore_index = ops::ignore_index;
+
+  /// A model for `vocab_size` tokens and sequences of up to `sequence_length`, initialized as
+  /// PyTorch initializes it (SPEC.md) from `seed`.
+  /// Throws hattn::Error if vocab_size < 1, sequence_length < 1, or levels > floor(log2(sequence_length)).
+  Decoder(Index vocab_size, Index sequence_length, std::uint64_t seed = 0)
+      : vocab_(vocab_size), seq_(sequence_length), seed_(seed) {
+    detail::require(vocab_size >= 1, "Decoder", "vocab_size must be >= 1, got ", vocab_size);
+    detail::require(sequence_length >= 1, "Decoder", "sequence_length must be >= 1, got ",
+                    sequence_length);
+    const int max_levels = std::bit_width(std::uint64_t(sequence_length)) - 1;
+    detail::require(L <= max_levels, "Decoder", "levels = ", L, " is too deep for sequence_length = ",
+                    sequence_length, " (at most floor(log2(", sequence_length, ")) = ", max_levels, ")");
+    ParameterBuilder<T> sizing;
+    build(sizing);
+    values_.reserve(sizing.total());
+    grads_.reserve(sizing.total());
+    ParameterBuilder<T> pb(values_, grads_, registry_);
+    params_ = build(pb);
+    initialize(registry_, seed);
+  }
+
+  Decoder(const Decoder&) = delete;
+  Decoder& operator=(const Decoder&) = delete;
+
+  /// Vocabulary size V.
+  Index vocab_size() const { return vocab_; }
+  /// Longest sequence S (rows of the position table).
+  Index sequence_length() const { return seq_; }
+  /// The initialization seed; also the key of dropout masks.
+  std::uint64_t seed() const { return seed_; }
+
+  /// Every named tensor (SPEC.md names), in PyTorch's state_dict order.
+  const std::vector<Parameter<T>>& parameters() const { return registry_; }
+  /// The tensor called `name`; throws hattn::Error if there is none.
+  const Parameter<T>& parameter(std::string_view name) const {
+    for (const auto& p : registry_)
+      if (p.name == name) return p;
+    throw Error(detail::concat("Decoder: no parameter named '", name, "'"));
+  }
+  /// Number of trainable scalars.
+  Index parameter_count() const {
+    Index n = 0;
+    for (const auto& p : registry_) n += p.trainable() ? p.size() : 0;
+    return n;
+  }
+
+  /// Sets every gradient to zero.
+  void zero_grad() { grads_.zero(); }
+
+  /// Training-mode forward: runs the model on (B, T) `ids` with dropout (when `dropout`), records
+  /// the tape, and returns the mean cross-entropy over the `targets` (B, T) that are not -100.
+  /// The logits stay readable through last_logits() until the next forward.
+  /// Throws hattn::Error, before computing anything, for an empty batch, T = 0, T >
+  /// sequence_length, a token id outside [0, V), or a target outside [0, V) and not -100.
+  T forward(View<const std::int32_t, 2> ids, View<const std::int32_t, 2> targets, bool dropout = true) {
+    validate_ids(ids, "Decoder::forward");
+    detail::require(targets.dims == ids.dims, "Decoder::forward", "targets ", targets.shape(),
+                    " do not match ids ", ids.shape());
+    validate_targets(targets);
+    const Index B = ids.dim(0), T_ = ids.dim(1), Tp = padded_length(T_);
+    Workspace& ws = workspace(B, T_);
+    std::copy(ids.data, ids.data + ids.size(), ws.ids.begin());
+    for (Index b = 0; b < B; ++b)  // padding rows' targets stay -100
+      std::copy(&targets(b, 0), &targets(b, 0) + T_, ws.targets.begin() + b * Tp);
+    ws.tape.clear();
+    ws.grads.zero();
+    const model::ForwardContext ctx{&ws.tape, dropout, seed_, step_++, C.heads};
+    const Var<T, 2> logits = run(ws.acts, View<const std::int32_t, 2>(ws.ids.data(), B, T_), ctx);
+    return ops::cross_entropy<T>(&ws.tape, ws.acts.loss, logits,
+                                 View<const std::int32_t, 1>(ws.targets.data(), B * Tp), ws.acts.lse);
+  }
+
+  /// Adds d(loss)/d(parameter) of the last forward() into every parameter's gradient.
+  void backward() {
+    detail::require(ws_.B > 0 && ws_.tape.size() > 0, "Decoder::backward",
+                    "no forward pass recorded since the last backward");
+    ws_.acts.loss.grad.data[0] = T(1);
+    ws_.tape.backward();
+    ws_.tape.clear();
+  }
+
+  /// A copy of the (B, T, V) logits of the last forward().
+  Tensor<T, 3> last_logits() const {
+    detail::require(ws_.B > 0, "Decoder::last_logits", "no forward pass yet");
+    return real_rows(ws_.acts.logits.value, ws_.B, ws_.tokens);
+  }
+
+  /// Dropout masks depend on (seed, step); forward() advances the step. Set it to resume exactly.
+  void set_step(std::uint64_t step) { step_ = step; }
+  /// The step the next forward() uses for its dropout masks.
+  std::uint64_t step() const { return step_; }
+
+  /// Inference: softmax probabilities (B, T, V) for (B, T) `ids`, no dropout, no tape. Const and
+  /// safe to call concurrently; each call uses its own scratch memory.
+  /// Throws hattn::Error for the invalid inputs forward() rejects.
+  Tensor<T, 3> predict(View<const std::int32_t, 2> ids) const {
+    Tensor<T, 3> probs = logits(ids);
+    const View<T, 2> m = View<T, 3>(probs).matrix();
+    ops::softmax_forward<T>(m, View<const T, 2>(m));
+    return probs;
+  }
+
+  /// Inference logits (B, T, V), as predict() but before the softmax.
+  Tensor<T, 3> logits(View<const std::int32_t, 2> ids) const {
+    validate_ids(ids, "Decoder::predict");
+    const Index B = ids.dim(0), T_ = ids.dim(1);
+    Arena<T> values;
+    Acts acts = make_acts(B, T_, values, nullptr);
+    const Var<T, 2> out = run(acts, ids, model::ForwardContext{nullptr, false, seed_, 0, C.heads});
+    return real_rows(out.value, B, T_);
+  }
+
+  /// Rows per sequence inside the blocks: T rounded up to a multiple of 2^levels.
+  static constexpr Index padded_length(Index tokens) {
+    constexpr Index chunks = Index{1} << L;
+    return (tokens + chunks - 1) / chunks * chunks;
+  }
+
+ private:
+  /// Every parameter's view.
+  struct Params {
+    Var<T, 2> tok;                                    ///< (V, d) token embedding
+    View<T, 2> pos;                                   ///< (S, d) fixed sinusoid table
+    std::array<model::BlockParams<T, L>, Blocks> blocks;
+    Var<T, 2> head_w;                                 ///< (V, d)
+    Var<T, 1> head_b;                                 ///< (V)
+  };
+
+  /// Every activation of a (B, T) forward pass; inside the blocks every sequence is padded to
+  /// Tp = padded_length(T) rows (see block_forward).
+  struct Acts {
+    Var<T, 3> emb;                                    ///< (B, T, d) embedding (dropout in place)
+    View<T, 3> emb_dropped_grad;                      ///< (B, T, d)
+    Var<T, 3> padded;                                 ///< (B, Tp, d) zero rows appended; if Tp > T
+    std::array<model::BlockActs<T, L>, Blocks> blocks;
+    Var<T, 2> logits;                                 ///< (B * Tp, V)
+    View<T, 1> lse;                                   ///< (B * Tp) log-sum-exp of each logit row
+    Var<T, 1> loss;                                   ///< (1)
+  };
+
+  /// Training memory for one (B, T) shape, reused while the shape stays.
+  struct Workspace {
+    Index B = 0, tokens = 0;  // the shape it is laid out for
+    Arena<T> values, grads;
+    Acts acts;
+    std::vector<std::int32_t> ids;      // (B * T) copy the tape refers to
+    std::vector<std::int32_t> targets;  // (B * Tp) copy, -100 on padding rows
+    Tape tape;
+  };
+
+  Params build(ParameterBuilder<T>& pb) {
+    constexpr Index d = C.d_model;
+    Params p;
+    p.tok = pb.take(vocab_, d);
+    p.pos = pb.take_fixed(seq_, d);
+    if (p.tok.value.present()) {
+      pb.name("pos_encoding.word_embedding_layer.weight", {vocab_, d}, p.tok.value.data, p.tok.grad.data,
+              Init::normal);
+      pb.name("pos_encoding.position_embedding_layer.weight", {seq_, d}, p.pos.data, nullptr,
+              Init::sinusoid);
+    }
+    for (int b = 0; b < Blocks; ++b) {
+      const std::string prefix = Blocks == 1 ? "decoder_block" : "decoder_blocks." + std::to_string(b);
+      p.blocks[b] = model::make_block<T, L>(pb, prefix, d);
+    }
+    std::tie(p.head_w, p.head_b) = model::make_linear(pb, "linear", vocab_, d);
+    return p;
+  }
+
+  Acts layout(model::ActivationBuilder<T>& ab, Index B, Index T_) const {
+    constexpr Index d = C.d_model;
+    const Index Tp = padded_length(T_);
+    Acts a;
+    a.emb = ab.take(B, T_, d);
+    a.emb_dropped_grad = ab.take_grad(B, T_, d);
+    if (Tp != T_) a.padded = ab.take(B, Tp, d);
+    for (int b = 0; b < Blocks; ++b) a.blocks[b] = model::make_block_acts<T, L>(ab, B, Tp, d, C.heads);
+    a.logits = ab.take(B * Tp, vocab_);
+    a.lse = ab.stat(B * Tp);
+    a.loss = ab.take(1);
+    return a;
+  }
+
+  /// Sizes `values` (and `grads`, in training) for a (B, T) pass and lays the activations out.
+  Acts make_acts(Index B, Index T_, Arena<T>& values, Arena<T>* grads) const {
+    model::ActivationBuilder<T> sizing;
+    sizing.set_training(grads != nullptr);
+    layout(sizing, B, T_);
+    values.reserve(sizing.values_total());
+    if (grads) grads->reserve(sizing.grads_total());
+    model::ActivationBuilder<T> ab(values, grads);
+    return layout(ab, B, T_);
+  }
+
+  Workspace& workspace(Index B, Index T_) {
+    if (ws_.B != B || ws_.tokens != T_) {
+      ws_.acts = make_acts(B, T_, ws_.values, &ws_.grads);
+      ws_.ids.assign(std::size_t(B * T_), 0);
+      ws_.targets.assign(std::size_t(B * padded_length(T_)), ignore_index);
+      ws_.B = B;
+      ws_.tokens = T_;
+    }
+    return ws_;
+  }
+
+  /// Embedding, padding, blocks and head; returns the logits (B * Tp, V).
+  Var<T, 2> run(Acts& a, View<const std::int32_t, 2> ids, const model::ForwardContext& ctx) const {
+    Tape* tape = ctx.tape;
+    ops::embedding<T>(tape, a.emb, ids, params_.tok, params_.pos);
+    Var<T, 3> x = model::maybe_dropout(ctx, a.emb, a.emb_dropped_grad, 0);
+    if (a.padded.value.present()) {
+      ops::pad_rows<T>(tape, a.padded, x);
+      x = a.padded;
+    }
+    const Index Tp = x.value.dim(1);
+    Var<T, 2> rows = model::matrix(x);  // (B * Tp, d)
+    for (int b = 0; b < Blocks; ++b)
+      rows = model::block_forward<T, L, C.node_mask>(params_.blocks[b], a.blocks[b], rows, Tp, ctx,
+                                                     1 + std::uint64_t(b) * 2 * (L + 1));
+    ops::linear<T>(tape, a.logits, rows, params_.head_w, params_.head_b);
+    return a.logits;
+  }
+
+  /// The real rows of (B * Tp, V) logits as a (B, T, V) tensor.
+  Tensor<T, 3> real_rows(View<const T, 2> logits, Index B, Index T_) const {
+    const Index Tp = padded_length(T_);
+    Tensor<T, 3> out(B, T_, vocab_);
+    for (Index b = 0; b < B; ++b)
+      std::copy(logits.data + b * Tp * vocab_, logits.data + (b * Tp + T_) * vocab_,
+                out.data() + b * T_ * vocab_);
+    return out;
+  }
+
+  void validate_ids(View<const std::int32_t, 2> ids, const char* op) const {
+    detail::require(ids.dim(0) >= 1, op, "empty batch: ids ", ids.shape());
+    detail::require(ids.dim(1) >= 1, op, "empty sequence: ids ", ids.shape(), " has T = 0 tokens");
+    detail::require(ids.dim(1) <= seq_, op, "sequence of ", ids.dim(1),
+                    " tokens exceeds sequence_length = ", seq_);
+    for (Index b = 0; b < ids.dim(0); ++b)
+      for (Index t = 0; t < ids.dim(1); ++t) {
+        const std::int32_t id = ids(b, t);
+        detail::require(id >= 0 && id < vocab_, op, "token id ", id, " at (", b, ", ", t,
+                        ") is outside the vocabulary [0, ", vocab_, ")");
+      }
+  }
+
+  void validate_targets(View<const std::int32_t, 2> targets) const {
+    bool any = false;
+    for (Index b = 0; b < targets.dim(0); ++b)
+      for (Index t = 0; t < targets.dim(1); ++t) {
+        const std::int32_t y = targets(b, t);
+        detail::require((y >= 0 && y < vocab_) || y == ignore_index, "Decoder::forward", "target ", y,
+                        " at (", b, ", ", t, ") is outside [0, ", vocab_, ") and is not -100");
+        any = any || y != ignore_index;
+      }
+    detail::require(any, "Decoder::forward", "every target is -100: there is nothing to learn from");
+  }
+
+  Index vocab_, seq_;
+  std::uint64_t seed_;
+  std::uint64_t step_ = 0;
+  Arena<T> values_, grads_;                // parameters and their gradients
+  std::vector<Parameter<T>> registry_;     // names and views into values_ / grads_
+  Params params_;
+  Workspace ws_;
+};
+
+}  // namespace hattn

@@ -1,0 +1,168 @@
+#pragma once
+/// \file
+/// Hierarchical attention (SPEC.md "Hierarchical attention HA"): causal self-attention inside each
+/// of the 2^L leaf chunks, then L tree levels where each right sibling is replaced by its
+/// cross-attention over the left sibling. The levels are unrolled at compile time.
+
+#include <array>
+#include <string>
+
+#include "hattn/config.hpp"
+#include "hattn/model/activations.hpp"
+#include "hattn/model/layers.hpp"
+#include "hattn/ops/attention.hpp"
+#include "hattn/ops/copy_rows.hpp"
+#include "hattn/ops/layernorm.hpp"
+#include "hattn/ops/linear.hpp"
+
+namespace hattn::model {
+
+/// Parameters of one hierarchical attention with L levels.
+template <class T, int L>
+struct HierParams {
+  MhaParams<T> leaf;                  ///< leaf_attention.self_attention
+  NormParams<T> leaf_norm;            ///< leaf_attention.norm
+  std::array<MhaParams<T>, L> node;   ///< node_layers.{l}.cross_attention
+  std::array<NormParams<T>, L> norm;  ///< node_layers.{l}.norm
+};
+
+/// Takes and names the parameters of a hierarchical attention under `prefix`.
+template <class T, int L>
+HierParams<T, L> make_hier(ParameterBuilder<T>& pb, const std::string& prefix, Index d) {
+  HierParams<T, L> h;
+  h.leaf = make_mha(pb, prefix + ".leaf_attention.self_attention", d);
+  h.leaf_norm = make_norm(pb, prefix + ".leaf_attention.norm", d);
+  for (int l = 0; l < L; ++l) {
+    const std::string node = prefix + ".node_layers." + std::to_string(l);
+    h.node[l] = make_mha(pb, node + ".cross_attention", d);
+    h.norm[l] = make_norm(pb, node + ".norm", d);
+  }
+  return h;
+}
+
+/// Activations of one tree level over M padded rows (Mh = M / 2 rows per side, P sibling pairs
+/// of S rows each).
+template <class T>
+struct LevelActs {
+  Var<T, 2> left, right;    ///< (Mh, d) the pairs' left and right halves, gathered
+  Var<T, 2> q;              ///< (Mh, d) queries from the right halves
+  Var<T, 2> kv;             ///< (Mh, 2d) keys | values from the left halves
+  Var<T, 2> att;            ///< (Mh, d) attention output, heads side by side
+  View<T, 3> lse;           ///< (P, h, S) log-sum-exp of each score row
+  Var<T, 2> proj;           ///< (Mh, d) output projection
+  Var<T, 2> norm;           ///< (Mh, d) LayerNorm output (dropout applies in place)
+  View<T, 1> mean, rstd;    ///< (Mh) LayerNorm statistics
+  View<T, 2> dropped_grad;  ///< (Mh, d) gradient of the dropout output
+  Var<T, 2> out;            ///< (M, d) [left ; new right] per pair: the level's output
+};
+
+/// Activations of one hierarchical attention over M = B * Tp rows (each sequence padded to Tp).
+template <class T, int L>
+struct HierActs {
+  Var<T, 2> qkv;                     ///< (M, 3d) leaf queries | keys | values, M = B * Tp
+  Var<T, 2> att;                     ///< (M, d) leaf attention output
+  View<T, 3> lse;                    ///< (B * 2^L, h, C) leaf log-sum-exps
+  Var<T, 2> proj;                    ///< (M, d)
+  Var<T, 2> norm;                    ///< (M, d) leaf LayerNorm output (dropout in place)
+  View<T, 1> mean, rstd;             ///< (M)
+  View<T, 2> dropped_grad;           ///< (M, d)
+  std::array<LevelActs<T>, L> levels;
+};
+
+/// Takes the activations of a hierarchical attention over B sequences of Tp rows.
+template <class T, int L>
+HierActs<T, L> make_hier_acts(ActivationBuilder<T>& ab, Index B, Index Tp, Index d, Index heads) {
+  HierActs<T, L> a;
+  const Index M = B * Tp, C = Tp >> L;
+  a.qkv = ab.take(M, 3 * d);
+  a.att = ab.take(M, d);
+  a.lse = ab.stat(B << L, heads, C);
+  a.proj = ab.take(M, d);
+  a.norm = ab.take(M, d);
+  a.mean = ab.stat(M);
+  a.rstd = ab.stat(M);
+  a.dropped_grad = ab.take_grad(M, d);
+  for (int l = 0; l < L; ++l) {
+    LevelActs<T>& v = a.levels[l];
+    const Index Mh = M / 2, S = C << l, P = M / (2 * S);
+    v.left = ab.take(Mh, d);
+    v.right = ab.take(Mh, d);
+    v.q = ab.take(Mh, d);
+    v.kv = ab.take(Mh, 2 * d);
+    v.att = ab.take(Mh, d);
+    v.lse = ab.stat(P, heads, S);
+    v.proj = ab.take(Mh, d);
+    v.norm = ab.take(Mh, d);
+    v.mean = ab.stat(Mh);
+    v.rstd = ab.stat(Mh);
+    v.dropped_grad = ab.take_grad(Mh, d);
+    v.out = ab.take(M, d);
+  }
+  return a;
+}
+
+namespace detail {
+
+/// One side (0 left, 1 right) of the sibling pairs of S rows in a (M, d) Var: P blocks of S rows
+/// every 2S rows.
+template <class T>
+RowsVar<T> side(Var<T, 2> x, Index S, int which) {
+  const Index d = x.value.dim(1), pairs = x.value.dim(0) / (2 * S);
+  auto make = [&](View<T, 2> v) {
+    return v.present() ? Rows<T>{v.data + which * S * d, pairs, S, d, d, 2 * S * d} : Rows<T>{};
+  };
+  return {make(x.value), make(x.grad)};
+}
+
+/// Tree level `l` and the ones above it: `y` (M, d) is the previous level's output.
+template <class T, int L, NodeMask NM, int l>
+Var<T, 2> tree_levels(const HierParams<T, L>& p, HierActs<T, L>& a, Var<T, 2> y, Index C,
+                      const ForwardContext& ctx, std::uint64_t site) {
+  if constexpr (l == L) {
+    return y;
+  } else {
+    LevelActs<T>& v = a.levels[l];
+    const MhaParams<T>& m = p.node[l];
+    const Index d = y.value.dim(1), S = C << l;
+    constexpr ops::Mask mask = NM == NodeMask::aligned ? ops::Mask::causal : ops::Mask::none;
+
+    // Gather the pairs' halves so each projection is one GEMM over all pairs.
+    ops::copy_rows<T>(ctx.tape, blocks(v.left, S, 0, d), side(y, S, 0));
+    ops::copy_rows<T>(ctx.tape, blocks(v.right, S, 0, d), side(y, S, 1));
+    project(ctx.tape, v.q, v.right, row_slice(m.wqkv, 0, d), slice(m.bqkv, 0, d), -1, d);
+    project(ctx.tape, v.kv, v.left, row_slice(m.wqkv, d, 2 * d), slice(m.bqkv, d, 2 * d), 0, d);
+    ops::attention<T>(ctx.tape, blocks(v.att, S, 0, d), blocks(v.q, S, 0, d), blocks(v.kv, S, 0, d),
+                      blocks(v.kv, S, d, d), v.lse, ctx.heads, mask);
+    ops::linear<T>(ctx.tape, v.proj, v.att, m.wo, m.bo);
+    ops::layernorm<T>(ctx.tape, v.norm, v.mean, v.rstd, v.proj, p.norm[l].w, p.norm[l].b);
+    const Var<T, 2> right = maybe_dropout(ctx, v.norm, v.dropped_grad, site + 1 + l);
+
+    // [left ; new right]: the left half passes through unchanged.
+    ops::copy_rows<T>(ctx.tape, side(v.out, S, 0), side(y, S, 0));
+    ops::copy_rows<T>(ctx.tape, side(v.out, S, 1), blocks(right, S, 0, d));
+    return tree_levels<T, L, NM, l + 1>(p, a, v.out, C, ctx, site);
+  }
+}
+
+}  // namespace detail
+
+/// Forward pass of one hierarchical attention on x (M, d): B sequences of Tp rows, Tp a multiple
+/// of 2^L (the caller pads). Returns the output (M, d). Padding rows sit at the end of each
+/// sequence, so no real row reads one: the leaf mask is causal and every left sibling precedes
+/// its right sibling. `site` numbers this HA's dropout sites (L + 1 of them).
+template <class T, int L, NodeMask NM>
+Var<T, 2> hier_forward(const HierParams<T, L>& p, HierActs<T, L>& a, Var<T, 2> x, Index Tp,
+                       const ForwardContext& ctx, std::uint64_t site) {
+  const Index d = x.value.dim(1), C = Tp >> L;
+
+  // Leaf: one fused Q|K|V GEMM over every row, causal attention inside each chunk of C rows.
+  project(ctx.tape, a.qkv, x, p.leaf.wqkv, p.leaf.bqkv, d, d);
+  ops::attention<T>(ctx.tape, blocks(a.att, C, 0, d), blocks(a.qkv, C, 0, d), blocks(a.qkv, C, d, d),
+                    blocks(a.qkv, C, 2 * d, d), a.lse, ctx.heads, ops::Mask::causal);
+  ops::linear<T>(ctx.tape, a.proj, a.att, p.leaf.wo, p.leaf.bo);
+  ops::layernorm<T>(ctx.tape, a.norm, a.mean, a.rstd, a.proj, p.leaf_norm.w, p.leaf_norm.b);
+  const Var<T, 2> leaves = maybe_dropout(ctx, a.norm, a.dropped_grad, site);
+  return detail::tree_levels<T, L, NM, 0>(p, a, leaves, C, ctx, site);
+}
+
+}  // namespace hattn::model

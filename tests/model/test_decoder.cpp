@@ -1,0 +1,282 @@
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <thread>
+#include <vector>
+
+#include "hattn/hattn.hpp"
+#include "support/gradcheck.hpp"
+
+using hattn::Index;
+using hattn::NodeMask;
+using Ids = hattn::Tensor<std::int32_t, 2>;
+
+namespace {
+
+Ids random_ids(Index B, Index T, Index V, std::uint64_t seed) {
+  hattn::Generator g(seed);
+  Ids ids(B, T);
+  for (Index i = 0; i < ids.size(); ++i) ids.data()[i] = std::int32_t(g.below(std::uint64_t(V)));
+  return ids;
+}
+
+// Next-token targets: ids shifted left, last position -100.
+Ids next_tokens(const Ids& ids) {
+  Ids t(ids.dimension(0), ids.dimension(1));
+  for (Index b = 0; b < ids.dimension(0); ++b)
+    for (Index i = 0; i < ids.dimension(1); ++i)
+      t(b, i) = i + 1 < ids.dimension(1) ? ids(b, i + 1) : -100;
+  return t;
+}
+
+// Moves LayerNorm parameters away from 1 / 0 so that defaults cannot hide bugs.
+template <class Model>
+void perturb_norms(Model& m, std::uint64_t seed) {
+  hattn::Generator g(seed);
+  for (const auto& p : m.parameters())
+    if (p.name.find("norm") != std::string::npos)
+      for (Index i = 0; i < p.size(); ++i) p.value[i] += typename Model::Scalar(0.2 * g.uniform(-1, 1));
+}
+
+template <class Model>
+std::vector<typename Model::Scalar> all_grads(const Model& m) {
+  std::vector<typename Model::Scalar> g;
+  for (const auto& p : m.parameters())
+    if (p.trainable()) g.insert(g.end(), p.grad, p.grad + p.size());
+  return g;
+}
+
+template <hattn::Config C>
+void check_model_gradients(Index V, Index S, Index B, Index T) {
+  hattn::Decoder<C, double> m(V, S, 7);
+  perturb_norms(m, 8);
+  const Ids ids = random_ids(B, T, V, 9), targets = next_tokens(ids);
+  m.zero_grad();
+  m.forward(ids, targets, false);
+  m.backward();
+  hattn::Generator pick(10);
+  double worst = 0;
+  for (const auto& p : m.parameters()) {
+    if (!p.trainable()) continue;
+    for (int k = 0; k < 3; ++k) {
+      const Index i = Index(pick.below(std::uint64_t(p.size())));
+      const double keep = p.value[i], h = 1e-5;
+      p.value[i] = keep + h;
+      const double lp = m.forward(ids, targets, false);
+      p.value[i] = keep - h;
+      const double lm = m.forward(ids, targets, false);
+      p.value[i] = keep;
+      const double numeric = (lp - lm) / (2 * h), analytic = p.grad[i];
+      const double err = std::abs(numeric - analytic) / std::max({std::abs(numeric), std::abs(analytic), 1e-3});
+      worst = std::max(worst, err);
+      INFO(p.name << "[" << i << "]: analytic " << analytic << ", central difference " << numeric);
+      REQUIRE(err <= 1e-6);
+    }
+  }
+  INFO("worst relative error " << worst);
+  REQUIRE(worst < 1e-6);
+}
+
+}  // namespace
+
+TEST_CASE("the decoder's parameters carry SPEC.md's names and shapes", "[decoder]") {
+  hattn::Decoder<hattn::Config{.levels = 2, .heads = 2, .d_model = 8}> m(11, 16);
+  const auto& ps = m.parameters();
+  REQUIRE(ps.front().name == "pos_encoding.word_embedding_layer.weight");
+  REQUIRE(ps.front().shape == std::vector<Index>{11, 8});
+  REQUIRE(ps[1].name == "pos_encoding.position_embedding_layer.weight");
+  REQUIRE_FALSE(ps[1].trainable());
+  REQUIRE(m.parameter("decoder_block.hier_attn2.node_layers.1.cross_attention.W_v.bias").shape ==
+          std::vector<Index>{8});
+  REQUIRE(m.parameter("decoder_block.hier_attn1.leaf_attention.self_attention.W_o.weight").shape ==
+          std::vector<Index>{8, 8});
+  REQUIRE(m.parameter("decoder_block.feed_forward.0.weight").shape == std::vector<Index>{32, 8});
+  REQUIRE(m.parameter("decoder_block.feed_forward.2.weight").shape == std::vector<Index>{8, 32});
+  REQUIRE(m.parameter("decoder_block.norm3.bias").shape == std::vector<Index>{8});
+  REQUIRE(ps.back().name == "linear.bias");
+  // 2 HAs x (1 leaf + 2 levels) x (4 linears x 2 + norm x 2) + ff 4 + norms 6 + emb 2 + head 2
+  REQUIRE(ps.size() == 2 * 3 * 10 + 4 + 6 + 2 + 2);
+  REQUIRE_THROWS_WITH(m.parameter("decoder_block.norm4.bias"), "Decoder: no parameter named 'decoder_block.norm4.bias'");
+
+  hattn::Decoder<hattn::Config{.levels = 1, .heads = 1, .d_model = 4, .blocks = 2}> two(5, 4);
+  REQUIRE(two.parameter("decoder_blocks.1.norm1.weight").shape == std::vector<Index>{4});
+}
+
+TEST_CASE("initialization follows PyTorch's defaults and is reproducible from the seed", "[decoder]") {
+  constexpr hattn::Config cfg{.levels = 1, .heads = 2, .d_model = 16};
+  hattn::Decoder<cfg> a(50, 32, 3), b(50, 32, 3), c(50, 32, 4);
+  for (std::size_t i = 0; i < a.parameters().size(); ++i) {
+    const auto& p = a.parameters()[i];
+    REQUIRE(std::equal(p.value, p.value + p.size(), b.parameters()[i].value));
+  }
+  const auto& w = a.parameter("decoder_block.feed_forward.2.weight");  // fan_in 64: bound 1/8
+  REQUIRE(*std::max_element(w.value, w.value + w.size()) <= 0.125f);
+  REQUIRE(*std::min_element(w.value, w.value + w.size()) >= -0.125f);
+  REQUIRE(*std::max_element(w.value, w.value + w.size()) > 0.12f);
+  const auto& e = a.parameter("pos_encoding.word_embedding_layer.weight");
+  double s2 = 0;
+  for (Index i = 0; i < e.size(); ++i) s2 += double(e.value[i]) * e.value[i];
+  REQUIRE(std::abs(s2 / double(e.size()) - 1.0) < 0.1);  // N(0, 1): 800 samples
+  const auto& n = a.parameter("decoder_block.norm2.weight");
+  REQUIRE(std::all_of(n.value, n.value + n.size(), [](float x) { return x == 1.0f; }));
+  const auto& pos = a.parameter("pos_encoding.position_embedding_layer.weight");
+  REQUIRE(pos.value[1 * 16 + 0] == float(std::sin(1.0)));
+  REQUIRE(c.parameter("linear.weight").value[0] != a.parameter("linear.weight").value[0]);
+}
+
+TEST_CASE("whole-model gradients pass central differences in double", "[decoder][gradcheck]") {
+  check_model_gradients<hattn::Config{.levels = 1, .heads = 2, .d_model = 8}>(11, 8, 2, 7);
+  check_model_gradients<hattn::Config{.levels = 2, .heads = 1, .d_model = 6, .node_mask = NodeMask::full}>(9, 16, 1, 13);
+  check_model_gradients<hattn::Config{.levels = 2, .heads = 2, .d_model = 4, .blocks = 2}>(7, 8, 2, 8);
+}
+
+namespace {
+
+// Every position < t of a and b is bitwise equal.
+bool prefix_equal(const hattn::Tensor<float, 3>& a, const hattn::Tensor<float, 3>& b, Index t) {
+  const Index V = a.dimension(2);
+  for (Index i = 0; i < a.dimension(0); ++i)
+    for (Index j = 0; j < t; ++j)
+      for (Index v = 0; v < V; ++v)
+        if (a(i, j, v) != b(i, j, v)) return false;
+  return true;
+}
+
+template <hattn::Config C>
+void check_causality(Index V, Index S, Index T) {
+  hattn::Decoder<C> m(V, S, 21);
+  perturb_norms(m, 22);
+  const Ids ids = random_ids(2, T, V, 23);
+  const auto base = m.predict(ids);
+  for (Index t : {Index(1), T / 3, T / 2 + 1, T - 1}) {
+    Ids changed = ids;
+    for (Index b = 0; b < 2; ++b)
+      for (Index j = t; j < T; ++j) changed(b, j) = std::int32_t((ids(b, j) + 1 + j) % V);
+    const auto out = m.predict(changed);
+    INFO("T = " << T << ", changed from position " << t);
+    REQUIRE(prefix_equal(base, out, t));
+    REQUIRE_FALSE(prefix_equal(base, out, T));  // the change is visible from t on
+
+    // Training mode with dropout: the logits' prefix is unchanged too (masks depend on positions only).
+    m.set_step(5);
+    m.forward(ids, next_tokens(ids), true);
+    const auto l0 = m.last_logits();
+    std::vector<float> before(l0.data(), l0.data() + l0.size());
+    m.set_step(5);
+    m.forward(changed, next_tokens(changed), true);
+    const auto l1 = m.last_logits();
+    for (Index b = 0; b < 2; ++b)
+      for (Index j = 0; j < t; ++j)
+        for (Index v = 0; v < V; ++v) REQUIRE(l1(b, j, v) == before[std::size_t((b * T + j) * V + v)]);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("changing future tokens leaves every past output bitwise unchanged", "[decoder][causal]") {
+  check_causality<hattn::Config{.levels = 2, .heads = 2, .d_model = 16}>(29, 64, 32);
+  check_causality<hattn::Config{.levels = 2, .heads = 2, .d_model = 16}>(29, 64, 27);  // padded
+  check_causality<hattn::Config{.levels = 3, .heads = 4, .d_model = 16, .node_mask = NodeMask::full}>(29, 64, 64);
+  check_causality<hattn::Config{.levels = 3, .heads = 4, .d_model = 16, .node_mask = NodeMask::full}>(29, 64, 45);
+  check_causality<hattn::Config{.levels = 1, .heads = 1, .d_model = 8, .blocks = 2}>(13, 16, 11);
+}
+
+TEST_CASE("lengths with the same chunk size give bitwise equal outputs on their common prefix", "[decoder]") {
+  constexpr hattn::Config cfg{.levels = 2, .heads = 2, .d_model = 16};
+  hattn::Decoder<cfg> m(31, 64, 5);
+  perturb_norms(m, 6);
+  const Ids long_ids = random_ids(2, 24, 31, 7);  // chunks of 6
+  for (Index t : {Index(21), Index(22), Index(23)}) {
+    Ids short_ids(2, t);
+    for (Index b = 0; b < 2; ++b)
+      for (Index j = 0; j < t; ++j) short_ids(b, j) = long_ids(b, j);
+    const auto a = m.predict(long_ids), b = m.predict(short_ids);
+    Index mismatches = 0;
+    for (Index i = 0; i < 2; ++i)
+      for (Index j = 0; j < t; ++j)
+        for (Index v = 0; v < 31; ++v) mismatches += a(i, j, v) != b(i, j, v);
+    INFO("T = 24 against T = " << t);
+    REQUIRE(mismatches == 0);
+  }
+}
+
+TEST_CASE("outputs and gradients are bitwise equal with 1 and 2 threads; concurrent predict equals serial",
+          "[decoder][threads]") {
+  constexpr hattn::Config cfg{.levels = 3, .heads = 4, .d_model = 32};
+  hattn::Decoder<cfg> m(97, 128, 11);
+  perturb_norms(m, 12);
+  const Ids ids = random_ids(4, 100, 97, 13), targets = next_tokens(ids);
+  auto run = [&] {
+    m.zero_grad();
+    m.set_step(3);
+    const float loss = m.forward(ids, targets, true);
+    m.backward();
+    auto g = all_grads(m);
+    g.push_back(loss);
+    const auto p = m.predict(ids);
+    g.insert(g.end(), p.data(), p.data() + p.size());
+    return g;
+  };
+  const auto one = hattn::test::with_threads(1, run);
+  const auto two = hattn::test::with_threads(2, run);
+  REQUIRE(one.size() == two.size());
+  REQUIRE(one == two);
+
+  const auto serial = m.predict(ids);
+  std::vector<hattn::Tensor<float, 3>> results(4);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) threads.emplace_back([&, i] { results[std::size_t(i)] = m.predict(ids); });
+  for (auto& t : threads) t.join();
+  for (const auto& r : results) REQUIRE(prefix_equal(serial, r, 100));
+}
+
+TEST_CASE("the tape reused across steps gives identical results", "[decoder][tape]") {
+  constexpr hattn::Config cfg{.levels = 2, .heads = 2, .d_model = 8};
+  hattn::Decoder<cfg> m(17, 32, 1);
+  const Ids ids = random_ids(3, 20, 17, 2), targets = next_tokens(ids);
+  std::vector<float> first;
+  for (int step = 0; step < 3; ++step) {
+    m.zero_grad();
+    m.set_step(9);
+    const float loss = m.forward(ids, targets, true);
+    m.backward();
+    auto g = all_grads(m);
+    g.push_back(loss);
+    if (step == 0) first = g;
+    REQUIRE(g == first);
+  }
+  // Dropout masks change with the step.
+  m.set_step(10);
+  const float other = m.forward(ids, targets, true);
+  REQUIRE(other != first.back());
+}
+
+TEST_CASE("bad input is rejected with an exact message before anything is computed", "[decoder][errors]") {
+  constexpr hattn::Config cfg{.levels = 2, .heads = 2, .d_model = 8};
+  hattn::Decoder<cfg> m(10, 16);
+  Ids ids = random_ids(2, 5, 10, 3);
+  ids(1, 3) = -1;
+  REQUIRE_THROWS_WITH(m.predict(ids), "Decoder::predict: token id -1 at (1, 3) is outside the vocabulary [0, 10)");
+  ids(1, 3) = 10;
+  REQUIRE_THROWS_WITH(m.predict(ids), "Decoder::predict: token id 10 at (1, 3) is outside the vocabulary [0, 10)");
+  REQUIRE_THROWS_WITH(m.forward(ids, next_tokens(ids)),
+                      "Decoder::forward: token id 10 at (1, 3) is outside the vocabulary [0, 10)");
+  REQUIRE_THROWS_WITH(m.predict(Ids(2, 0)), "Decoder::predict: empty sequence: ids (2, 0) has T = 0 tokens");
+  REQUIRE_THROWS_WITH(m.predict(random_ids(1, 17, 10, 4)),
+                      "Decoder::predict: sequence of 17 tokens exceeds sequence_length = 16");
+  const Ids good = random_ids(2, 5, 10, 5);
+  Ids bad_targets = next_tokens(good);
+  bad_targets(0, 2) = 10;
+  REQUIRE_THROWS_WITH(m.forward(good, bad_targets),
+                      "Decoder::forward: target 10 at (0, 2) is outside [0, 10) and is not -100");
+  Ids ignored(2, 5);
+  ignored.setConstant(-100);
+  REQUIRE_THROWS_WITH(m.forward(good, ignored),
+                      "Decoder::forward: every target is -100: there is nothing to learn from");
+  REQUIRE_THROWS_WITH(m.forward(good, Ids(2, 4)), "Decoder::forward: targets (2, 4) do not match ids (2, 5)");
+  REQUIRE_THROWS_WITH(m.backward(), "Decoder::backward: no forward pass recorded since the last backward");
+  using Deep = hattn::Decoder<hattn::Config{.levels = 5, .heads = 1, .d_model = 2}>;
+  REQUIRE_THROWS_WITH(Deep(4, 31), "Decoder: levels = 5 is too deep for sequence_length = 31 (at most floor(log2(31)) = 4)");
+  REQUIRE_NOTHROW(Deep(4, 32));
+}
