@@ -1,6 +1,7 @@
 # Finds hattn's dependencies; shared by the build tree and the installed package config.
-# Every dependency is a Debian package: libeigen3-dev, libtbb-dev, libopenblas-dev, librandom123-dev.
-# Defines the imported targets hattn links to: Eigen3::Eigen, TBB::tbb, BLAS::BLAS,
+# Every dependency is a Debian package: libeigen3-dev, libtbb-dev, libopenblas-dev, librandom123-dev,
+# nlohmann-json3-dev. Defines the imported targets hattn links to: Eigen3::Eigen, TBB::tbb, BLAS::BLAS,
+# nlohmann_json::nlohmann_json,
 # hattn::cblas_headers and hattn::random123 (found on the consumer's machine, never baked in).
 include(CMakeFindDependencyMacro)
 
@@ -9,6 +10,9 @@ if(NOT TARGET Eigen3::Eigen)
 endif()
 if(NOT TARGET TBB::tbb)
   find_dependency(TBB)
+endif()
+if(NOT TARGET nlohmann_json::nlohmann_json)
+  find_dependency(nlohmann_json 3)   # safetensors headers
 endif()
 if(NOT TARGET BLAS::BLAS)
   # OpenBLAS: hattn calls openblas_set_num_threads to keep BLAS single-threaded in TBB tasks.

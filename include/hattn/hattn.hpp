@@ -26,4 +26,7 @@
 #include "hattn/ops/softmax.hpp"
 #include "hattn/ops/copy_rows.hpp"
 
+#include "hattn/io/safetensors.hpp"
 #include "hattn/model/decoder.hpp"
+#include "hattn/io/checkpoint.hpp"
+#include "hattn/train/adam.hpp"

@@ -1,0 +1,7 @@
+// Must not compile: heads must be >= 1.
+#include <hattn/hattn.hpp>
+
+int main() {
+  hattn::Decoder<hattn::Config{.levels = 2, .heads = 0, .d_model = 8}> model(16, 64);
+  return int(model.vocab_size());
+}

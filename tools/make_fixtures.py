@@ -1,0 +1,338 @@
+"""Generate the PyTorch parity fixtures in tests/fixtures/ from tools/hattn_reference.py.
+
+Run from anywhere with Debian's python3-torch:
+
+    /usr/bin/python3 tools/make_fixtures.py [--out DIR]
+
+Every fixture is a safetensors file written by `write_safetensors` below (no safetensors package
+needed). The format and the tensor names are described in tests/fixtures/README.md. Generation is
+seeded and single-threaded, so rerunning it reproduces the files.
+"""
+
+import argparse
+import copy
+import json
+import math
+import os
+import struct
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hattn_reference import Decoder, MultiHeadAttention  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_OUT = os.path.join(REPO, "tests", "fixtures")
+IGNORE = -100
+ADAM_STEPS = 3
+ADAM_LR = 1e-3
+SIZE_BUDGET = 2 * 1024 * 1024  # bytes, all fixtures together
+
+# name, levels, heads, d_model, vocab_size, sequence_length, batch, tokens, node_mask, blocks, seed,
+# sections. Every fixture holds param, input and output; `grad` and `adam3` each add one more copy
+# of the weights, so to stay within SIZE_BUDGET the Adam trajectory (elementwise, covered by three
+# configs spanning full/aligned masks, padding and stacked blocks) is stored only for the small
+# configs, and the d_model 64 config holds no gradients. All sections everywhere would be 3.3 MiB.
+ALL, NO_ADAM, FORWARD = ("grad", "adam3"), ("grad",), ()
+CONFIGS = [
+    ("l1_h1_d8", 1, 1, 8, 11, 16, 2, 16, "aligned", 1, 1, ALL),
+    ("l2_h2_d16_pad_full", 2, 2, 16, 37, 32, 2, 13, "full", 1, 2, ALL),
+    ("l3_h4_d16_blocks2", 3, 4, 16, 50, 64, 2, 64, "aligned", 2, 3, NO_ADAM),
+    ("l5_h2_d16", 5, 2, 16, 29, 64, 1, 64, "aligned", 1, 4, NO_ADAM),
+    ("l5_h4_d32_pad_full", 5, 4, 32, 61, 64, 1, 45, "full", 1, 5, NO_ADAM),
+    ("l1_h4_d64_pad", 1, 4, 64, 97, 40, 2, 37, "aligned", 1, 6, FORWARD),
+    ("l2_h1_d8_blocks2_pad", 2, 1, 8, 13, 8, 3, 5, "aligned", 2, 7, ALL),
+]
+CONFIG_KEYS = ("levels", "heads", "d_model", "blocks", "node_mask", "vocab_size", "sequence_length",
+               "batch", "tokens")
+
+# The masking-defect fixture: chunks of 16, tokens from position 40 on changed, outputs at 32..39.
+LEAK = dict(name="seed_leak", levels=2, heads=2, d_model=16, blocks=1, node_mask="aligned",
+            vocab_size=50, sequence_length=64, batch=1, tokens=64, seed=8)
+LEAK_FROM, LEAK_ROWS = 40, (32, 40)
+
+
+# ---------------------------------------------------------------------------------------------
+# safetensors
+
+_DTYPES = {torch.float32: ("F32", "<f4"), torch.int32: ("I32", "<i4")}
+_NP_DTYPES = {"F32": "<f4", "I32": "<i4"}
+
+
+def write_safetensors(path, tensors, metadata):
+    """Write `tensors` (a list of (name, torch.Tensor) in file order, float32 or int32) and
+    `metadata` (str -> str) as safetensors: u64 LE header length, JSON header padded with spaces
+    to a multiple of 8, then the raw little-endian data of each tensor in order."""
+    header = {"__metadata__": {str(k): str(v) for k, v in metadata.items()}}
+    blobs = []
+    offset = 0
+    for name, t in tensors:
+        tag, np_dtype = _DTYPES[t.dtype]
+        blob = t.detach().cpu().contiguous().numpy().astype(np_dtype, copy=False).tobytes()
+        header[name] = {"dtype": tag, "shape": list(t.shape), "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for blob in blobs:
+            f.write(blob)
+
+
+def read_safetensors(path):
+    """Parse a safetensors file back: returns ({name: torch.Tensor}, metadata, names in file order)."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    assert n % 8 == 0, "header length not a multiple of 8"
+    header = json.loads(raw[8:8 + n].decode("utf-8"))
+    metadata = header.pop("__metadata__")
+    data = raw[8 + n:]
+    tensors = {}
+    order = sorted(header, key=lambda k: header[k]["data_offsets"][0])
+    end = 0
+    for name in order:
+        info = header[name]
+        b, e = info["data_offsets"]
+        assert b == end, f"{name}: data not contiguous"
+        end = e
+        arr = np.frombuffer(data[b:e], dtype=_NP_DTYPES[info["dtype"]]).reshape(info["shape"])
+        tensors[name] = torch.from_numpy(arr.copy())
+    assert end == len(data), "trailing bytes after the last tensor"
+    return tensors, metadata, order
+
+
+# ---------------------------------------------------------------------------------------------
+# model, inputs, loss
+
+def config_dict(cfg):
+    return {k: cfg[k] for k in CONFIG_KEYS}
+
+
+def build_model(cfg):
+    """float32 reference model, dropout 0, every LayerNorm perturbed off its identity init.
+    The caller seeds the RNG."""
+    model = Decoder(cfg["vocab_size"], cfg["sequence_length"], cfg["heads"], cfg["d_model"],
+                    cfg["levels"], blocks=cfg["blocks"], node_mask=cfg["node_mask"], dropout=0.0)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.LayerNorm):
+                m.weight.copy_(1.0 + 0.1 * torch.randn_like(m.weight))
+                m.bias.copy_(0.1 * torch.randn_like(m.bias))
+    for p in model.state_dict().values():
+        assert p.dtype == torch.float32
+    return model
+
+
+def make_inputs(cfg):
+    """ids (B, T) in [0, V); targets = ids shifted left, last -100, plus a few -100 in one row."""
+    b, t, v = cfg["batch"], cfg["tokens"], cfg["vocab_size"]
+    ids = torch.randint(0, v, (b, t), dtype=torch.int64)
+    targets = torch.full((b, t), IGNORE, dtype=torch.int64)
+    targets[:, :-1] = ids[:, 1:]
+    if t > 1:
+        row = int(torch.randint(0, b, ()))
+        k = min(3, max(1, (t - 1) // 4))
+        cols = torch.randperm(t - 1)[:k]
+        targets[row, cols] = IGNORE
+    assert (targets != IGNORE).any()
+    return ids, targets
+
+
+def mean_cross_entropy(logits, targets):
+    """Mean cross-entropy over positions whose target is not -100, checked against F.cross_entropy."""
+    v = logits.shape[-1]
+    flat, tflat = logits.reshape(-1, v), targets.reshape(-1)
+    loss = F.cross_entropy(flat, tflat, ignore_index=IGNORE)
+    keep = tflat != IGNORE
+    manual = -torch.log_softmax(flat[keep], dim=-1).gather(1, tflat[keep][:, None]).mean()
+    assert torch.allclose(loss, manual, rtol=1e-12, atol=0.0), (loss.item(), manual.item())
+    return loss
+
+
+def changed_from(ids, t, vocab_size):
+    """ids with every position >= t replaced by a different id."""
+    out = ids.clone()
+    shift = torch.randint(1, vocab_size, out[:, t:].shape)
+    out[:, t:] = (out[:, t:] + shift) % vocab_size
+    return out
+
+
+def check_causal(model, ids, vocab_size):
+    """Outputs at positions < t are bitwise unchanged when ids >= t change, and position t does
+    change (so the check is not vacuous), for every t in 1..T-1, logits and probabilities."""
+    with torch.no_grad():
+        logits, probs = model(ids), model(ids, training=False)
+        for t in range(1, ids.shape[1]):
+            other = changed_from(ids, t, vocab_size)
+            logits2, probs2 = model(other), model(other, training=False)
+            assert torch.equal(logits2[:, :t], logits[:, :t]), f"causality broken at t={t}"
+            assert torch.equal(probs2[:, :t], probs[:, :t]), f"causality broken at t={t} (probs)"
+            assert not torch.equal(logits2[:, t], logits[:, t]), f"position {t} ignores its own token"
+
+
+def f32(t):
+    return t.detach().to(torch.float32).contiguous()
+
+
+def check_reread(path, tensors, metadata):
+    back, meta, order = read_safetensors(path)
+    assert meta == {str(k): str(v) for k, v in metadata.items()}
+    assert order == [n for n, _ in tensors]
+    for name, t in tensors:
+        assert back[name].dtype == t.dtype and torch.equal(back[name], t.cpu()), name
+
+
+# ---------------------------------------------------------------------------------------------
+# fixtures
+
+def make_fixture(cfg, out_dir):
+    """One parity fixture: weights, inputs, float64-computed outputs and loss, and (per
+    cfg["sections"]) gradients and the weights after 3 Adam steps, all stored as float32."""
+    torch.manual_seed(cfg["seed"])
+    model32 = build_model(cfg)
+    params = [(f"param.{k}", f32(v)) for k, v in model32.state_dict().items()]
+    ids, targets = make_inputs(cfg)
+
+    model = copy.deepcopy(model32).double()
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    fixed = [n for n, p in model.named_parameters() if not p.requires_grad]
+    assert fixed == ["pos_encoding.position_embedding_layer.weight"], fixed
+    assert len(trainable) + 1 == len(params)
+
+    check_causal(model, ids, cfg["vocab_size"])
+
+    adam_model = copy.deepcopy(model)
+    logits = model(ids)
+    with torch.no_grad():
+        probs = model(ids, training=False)
+        assert torch.allclose(probs, torch.softmax(logits, dim=-1), rtol=0, atol=0)
+    loss = mean_cross_entropy(logits, targets)
+    loss.backward()
+    grads = [(f"grad.{n}", f32(p.grad)) for n, p in trainable]
+
+    opt = torch.optim.Adam([p for p in adam_model.parameters() if p.requires_grad], lr=ADAM_LR)
+    for _ in range(ADAM_STEPS):
+        opt.zero_grad()
+        mean_cross_entropy(adam_model(ids), targets).backward()
+        opt.step()
+    adam = [(f"adam3.{k}", f32(v)) for k, v in adam_model.state_dict().items()]
+    pos = "pos_encoding.position_embedding_layer.weight"
+    assert torch.equal(adam_model.state_dict()[pos], model.state_dict()[pos])
+
+    tensors = params + [
+        ("input.ids", ids.to(torch.int32)),
+        ("input.targets", targets.to(torch.int32)),
+        ("output.logits", f32(logits)),
+        ("output.probs", f32(probs)),
+        ("output.loss", f32(loss.reshape(1))),
+    ]
+    if "grad" in cfg["sections"]:
+        tensors += grads
+    if "adam3" in cfg["sections"]:
+        tensors += adam
+    metadata = {"config": json.dumps(config_dict(cfg)), "generator": "tools/make_fixtures.py",
+                "torch": torch.__version__, "seed": str(cfg["seed"]),
+                "sections": ",".join(("param", "input", "output") + cfg["sections"])}
+    path = os.path.join(out_dir, cfg["name"] + ".safetensors")
+    write_safetensors(path, tensors, metadata)
+    check_reread(path, tensors, metadata)
+    return path, loss.item()
+
+
+class NotebookAttention(MultiHeadAttention):
+    """The seed notebook's mask: adds -1e9 wherever tril(ones) is 1 (the past and the diagonal)
+    instead of masking the future with -inf. Non-causal; used only to measure the defect."""
+
+    def forward(self, q_in, kv_in, allowed):
+        g, tq, d = q_in.shape
+        tk = kv_in.shape[1]
+        h, dh = self.heads, self.head_dim
+        q = self.W_q(q_in).view(g, tq, h, dh).transpose(1, 2)  # (G, h, Tq, dh)
+        k = self.W_k(kv_in).view(g, tk, h, dh).transpose(1, 2)  # (G, h, Tk, dh)
+        v = self.W_v(kv_in).view(g, tk, h, dh).transpose(1, 2)  # (G, h, Tk, dh)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(dh)  # (G, h, Tq, Tk)
+        tril = torch.ones(tq, tk, dtype=scores.dtype, device=scores.device).tril()
+        scores = scores + (-1e9) * tril
+        o = torch.softmax(scores, dim=-1) @ v  # (G, h, Tq, dh)
+        return self.W_o(o.transpose(1, 2).reshape(g, tq, d))
+
+
+def notebook_variant(model):
+    """A copy of `model` whose leaf and node attentions use the notebook's mask."""
+    assert model.blocks()[0].hier_attn1.node_mask == "aligned"
+    out = copy.deepcopy(model)
+    for m in out.modules():
+        if type(m) is MultiHeadAttention:
+            m.__class__ = NotebookAttention
+    return out
+
+
+def make_seed_leak(out_dir):
+    """Measures, in float32, how much the outputs at positions 32..39 move when the tokens from
+    position 40 on change: the notebook's mask leaks, the causal reference does not."""
+    cfg = LEAK
+    torch.manual_seed(cfg["seed"])
+    model = build_model(cfg)
+    notebook = notebook_variant(model)
+    ids, _ = make_inputs(cfg)
+    ids2 = changed_from(ids, LEAK_FROM, cfg["vocab_size"])
+    lo, hi = LEAK_ROWS
+    with torch.no_grad():
+        nb1, nb2 = notebook(ids), notebook(ids2)
+        ref1, ref2 = model(ids), model(ids2)
+    leak_nb = (nb2[:, lo:hi] - nb1[:, lo:hi]).abs().max().item()
+    leak_ref = (ref2[:, lo:hi] - ref1[:, lo:hi]).abs().max().item()
+    before_nb = (nb2[:, :lo] - nb1[:, :lo]).abs().max().item()
+    assert leak_nb > 0.0, "the notebook mask should leak future tokens into positions 32..39"
+    assert leak_ref == 0.0, "the causal reference leaks"
+    assert before_nb == 0.0, "the notebook mask should not reach across leaf chunks"
+    assert not torch.equal(nb1, ref1)
+
+    tensors = [(f"param.{k}", f32(v)) for k, v in model.state_dict().items()] + [
+        ("input.ids", ids.to(torch.int32)),
+        ("input.ids_changed", ids2.to(torch.int32)),
+        ("output.logits", f32(nb1)),
+        ("output.logits_changed", f32(nb2)),
+    ]
+    metadata = {"config": json.dumps(config_dict(cfg)), "generator": "tools/make_fixtures.py",
+                "torch": torch.__version__, "seed": str(cfg["seed"]), "sections": "param,input,output",
+                "mask": "notebook: scores + (-1e9) * tril(ones), leaf and node attention, float32",
+                "changed_from": str(LEAK_FROM), "rows": f"{lo}..{hi - 1}",
+                "leak_notebook": repr(leak_nb), "leak_reference": repr(leak_ref)}
+    path = os.path.join(out_dir, cfg["name"] + ".safetensors")
+    write_safetensors(path, tensors, metadata)
+    check_reread(path, tensors, metadata)
+    return path, leak_nb, leak_ref
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=DEFAULT_OUT, help="output directory (default tests/fixtures)")
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    torch.set_num_threads(1)
+
+    paths = []
+    for name, levels, heads, d, v, s, b, t, mask, blocks, seed, sections in CONFIGS:
+        cfg = dict(name=name, levels=levels, heads=heads, d_model=d, vocab_size=v, sequence_length=s,
+                   batch=b, tokens=t, node_mask=mask, blocks=blocks, seed=seed, sections=sections)
+        path, loss = make_fixture(cfg, args.out)
+        paths.append(path)
+        print(f"{os.path.basename(path):34s} {os.path.getsize(path):9d} bytes  loss {loss:.6f}")
+    path, leak_nb, leak_ref = make_seed_leak(args.out)
+    paths.append(path)
+    print(f"{os.path.basename(path):34s} {os.path.getsize(path):9d} bytes  "
+          f"leak at {LEAK_ROWS[0]}..{LEAK_ROWS[1] - 1}: notebook {leak_nb:.6g}, reference {leak_ref:g}")
+    total = sum(os.path.getsize(p) for p in paths)
+    print(f"total {total} bytes ({total / 1024 / 1024:.3f} MiB)")
+    assert total < SIZE_BUDGET, f"fixtures exceed the {SIZE_BUDGET} byte budget"
+
+
+if __name__ == "__main__":
+    main()
