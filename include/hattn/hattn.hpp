@@ -30,3 +30,4 @@
 #include "hattn/model/decoder.hpp"
 #include "hattn/io/checkpoint.hpp"
 #include "hattn/train/adam.hpp"
+#include "hattn/model/generate.hpp"

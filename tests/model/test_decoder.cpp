@@ -280,3 +280,93 @@ TEST_CASE("bad input is rejected with an exact message before anything is comput
   REQUIRE_THROWS_WITH(Deep(4, 31), "Decoder: levels = 5 is too deep for sequence_length = 31 (at most floor(log2(31)) = 4)");
   REQUIRE_NOTHROW(Deep(4, 32));
 }
+
+TEST_CASE("next-token logits equal the last position's logits", "[decoder][generate]") {
+  constexpr hattn::Config cfg{.levels = 2, .heads = 2, .d_model = 16};
+  hattn::Decoder<cfg> m(23, 32, 4);
+  const Ids ids = random_ids(3, 11, 23, 5);
+  const auto all = m.logits(ids);
+  const auto next = m.next_token_logits(ids);
+  REQUIRE(next.dimension(0) == 3);
+  REQUIRE(next.dimension(1) == 23);
+  for (Index b = 0; b < 3; ++b)
+    for (Index v = 0; v < 23; ++v) REQUIRE(next(b, v) == Approx(all(b, 10, v)).epsilon(1e-5).margin(1e-6));
+}
+
+TEST_CASE("attention maps are causal probability rows, per hierarchy level", "[decoder][attention]") {
+  constexpr hattn::Config cfg{.levels = 2, .heads = 2, .d_model = 16};
+  hattn::Decoder<cfg> m(23, 32, 4);
+  const Ids ids = random_ids(2, 14, 23, 6);  // padded to 16: chunks of 4
+  const auto maps = m.attention_maps(ids);
+  REQUIRE(maps.size() == 2 * 3);
+  REQUIRE(maps[0].name == "decoder_block.hier_attn1.leaf");
+  REQUIRE(maps[2].name == "decoder_block.hier_attn1.level1");
+  REQUIRE(maps[5].name == "decoder_block.hier_attn2.level1");
+  for (const auto& map : maps) {
+    INFO(map.name);
+    REQUIRE(map.probs.dimension(0) == 14);
+    for (Index i = 0; i < 14; ++i) {
+      double row = 0;
+      for (Index j = 0; j < 14; ++j) {
+        if (j > i) REQUIRE(map.probs(i, j) == 0.0f);  // causal
+        REQUIRE(map.probs(i, j) >= 0.0f);
+        row += map.probs(i, j);
+      }
+      // Leaf rows and the right halves' rows are distributions; left halves attend nothing at a level.
+      const bool level0 = map.name.ends_with("level0"), level1 = map.name.ends_with("level1");
+      const bool attends = !(level0 || level1) || (level0 ? (i / 4) % 2 == 1 : (i / 8) % 2 == 1);
+      REQUIRE(row == Approx(attends ? 1.0 : 0.0).margin(1e-5));
+    }
+  }
+  // Level 1 (segments of 8): row 9 (right) attends to left rows 0..1 only under the aligned mask.
+  REQUIRE(maps[2].probs(9, 1) > 0.0f);
+  REQUIRE(maps[2].probs(9, 2) == 0.0f);
+}
+
+TEST_CASE("generation is greedy or seeded sampling, stops at the end id, and validates options",
+          "[decoder][generate]") {
+  constexpr hattn::Config cfg{.levels = 1, .heads = 2, .d_model = 8};
+  hattn::Decoder<cfg> m(13, 8, 2);
+  const Ids prompt = random_ids(2, 3, 13, 7);
+  hattn::SampleOptions greedy{.max_new_tokens = 12, .temperature = 0};
+  std::vector<std::pair<Index, std::int32_t>> streamed;
+  const auto g1 = hattn::generate(m, prompt, greedy, [&](Index b, std::int32_t id) { streamed.emplace_back(b, id); });
+  REQUIRE(g1[0].size() == 12);  // context grows past sequence_length 8: cropped to the last 8
+  REQUIRE(streamed.size() == 24);
+  // Greedy equals the argmax of next_token_logits step by step for row 0.
+  std::vector<std::int32_t> ctx(&prompt(0, 0), &prompt(0, 0) + 3);
+  for (int step = 0; step < 12; ++step) {
+    const Index n = std::min<Index>(Index(ctx.size()), 8);
+    Ids w(1, n);
+    std::copy(ctx.end() - n, ctx.end(), w.data());
+    const auto l = m.next_token_logits(w);
+    const auto id = std::int32_t(std::max_element(l.data(), l.data() + 13) - l.data());
+    REQUIRE(g1[0][std::size_t(step)] == id);
+    ctx.push_back(id);
+  }
+  hattn::SampleOptions sample{.max_new_tokens = 20, .temperature = 1.3, .top_k = 5, .top_p = 0.9, .seed = 3};
+  const auto s1 = hattn::generate(m, prompt, sample), s2 = hattn::generate(m, prompt, sample);
+  REQUIRE(s1 == s2);
+  sample.seed = 4;
+  REQUIRE(hattn::generate(m, prompt, sample) != s1);
+  // The end id stops a row: make every token the end id by choosing the row's own greedy token.
+  hattn::SampleOptions stop{.max_new_tokens = 12, .temperature = 0, .end_id = g1[0][0]};
+  const auto s3 = hattn::generate(m, Ids(prompt.slice(std::array<Index, 2>{0, 0}, std::array<Index, 2>{1, 3})), stop);
+  REQUIRE(s3[0].size() == 1);
+  REQUIRE_THROWS_WITH(hattn::generate(m, Ids(1, 0), greedy), "generate: the prompt has no tokens: (1, 0)");
+  REQUIRE_THROWS_WITH(hattn::generate(m, prompt, hattn::SampleOptions{.top_p = 0}), "generate: top_p must be in (0, 1], got 0");
+  REQUIRE_THROWS_WITH(hattn::generate(m, prompt, hattn::SampleOptions{.temperature = -1}),
+                      "generate: temperature must be >= 0, got -1");
+}
+
+TEST_CASE("pick_token honours top-k and top-p exactly", "[generate]") {
+  const float logits[5] = {0.0f, 2.0f, 1.0f, 2.0f, -1.0f};  // ties at ids 1 and 3
+  hattn::SampleOptions o{.temperature = 1.0, .top_k = 2};
+  // top-2 = {1, 3} with equal probability: u < 0.5 -> id 1, else id 3.
+  REQUIRE(hattn::pick_token(logits, 5, o, 0.25) == 1);
+  REQUIRE(hattn::pick_token(logits, 5, o, 0.75) == 3);
+  o = {.temperature = 1.0, .top_p = 0.3};  // the top token alone has probability ~0.4 >= 0.3
+  for (double u : {0.0, 0.5, 0.999}) REQUIRE(hattn::pick_token(logits, 5, o, u) == 1);
+  o = {.temperature = 0};
+  REQUIRE(hattn::pick_token(logits, 5, o, 0.9) == 1);  // argmax: first of the tied maxima
+}

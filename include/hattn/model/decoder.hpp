@@ -16,6 +16,7 @@
 #include "hattn/core/error.hpp"
 #include "hattn/core/tensor.hpp"
 #include "hattn/model/activations.hpp"
+#include "hattn/model/attention_maps.hpp"
 #include "hattn/model/block.hpp"
 #include "hattn/model/layers.hpp"
 #include "hattn/model/parameters.hpp"
@@ -123,11 +124,12 @@ class Decoder {
                                  View<const std::int32_t, 1>(ws.targets.data(), B * Tp), ws.acts.lse);
   }
 
-  /// Adds d(loss)/d(parameter) of the last forward() into every parameter's gradient.
-  void backward() {
+  /// Adds loss_scale * d(loss)/d(parameter) of the last forward() into every parameter's gradient
+  /// (a scale other than 1 weights micro-batches in gradient accumulation).
+  void backward(T loss_scale = T(1)) {
     detail::require(ws_.B > 0 && ws_.tape.size() > 0, "Decoder::backward",
                     "no forward pass recorded since the last backward");
-    ws_.acts.loss.grad.data[0] = T(1);
+    ws_.acts.loss.grad.data[0] = loss_scale;
     ws_.tape.backward();
     ws_.tape.clear();
   }
@@ -158,9 +160,46 @@ class Decoder {
     validate_ids(ids, "Decoder::predict");
     const Index B = ids.dim(0), T_ = ids.dim(1);
     Arena<T> values;
-    Acts acts = make_acts(B, T_, values, nullptr);
+    Acts acts = make_acts(B, T_, values, nullptr, B * padded_length(T_));
     const Var<T, 2> out = run(acts, ids, model::ForwardContext{nullptr, false, seed_, 0, C.heads});
     return real_rows(out.value, B, T_);
+  }
+
+  /// Inference logits (B, V) of the token after each sequence: the head runs on the last real row
+  /// only (what generation needs). Throws as predict().
+  Tensor<T, 2> next_token_logits(View<const std::int32_t, 2> ids) const {
+    validate_ids(ids, "Decoder::next_token_logits");
+    const Index B = ids.dim(0), T_ = ids.dim(1), Tp = padded_length(T_);
+    Arena<T> values;
+    Acts acts = make_acts(B, T_, values, nullptr, B);
+    const Var<T, 2> rows = hidden(acts, ids, model::ForwardContext{nullptr, false, seed_, 0, C.heads});
+    Tensor<T, 2> last(B, C.d_model), out(B, vocab_);
+    for (Index b = 0; b < B; ++b)
+      std::copy(rows.value.data + (b * Tp + T_ - 1) * C.d_model, rows.value.data + (b * Tp + T_) * C.d_model,
+                last.data() + b * C.d_model);
+    ops::linear_forward<T>(View<T, 2>(out), View<const T, 2>(last), params_.head_w.value, params_.head_b.value);
+    return out;
+  }
+
+  /// Head-averaged attention maps of sequence 0 of `ids` (inference): for every block and each of
+  /// its two hierarchical attentions, the leaf map and one map per tree level, each (T, T).
+  std::vector<AttentionMap<T>> attention_maps(View<const std::int32_t, 2> ids) const {
+    validate_ids(ids, "Decoder::attention_maps");
+    const Index B = ids.dim(0), T_ = ids.dim(1);
+    Arena<T> values;
+    Acts acts = make_acts(B, T_, values, nullptr, 0);
+    hidden(acts, ids, model::ForwardContext{nullptr, false, seed_, 0, C.heads});
+    std::vector<AttentionMap<T>> maps;
+    for (int b = 0; b < Blocks; ++b) {
+      const std::string prefix = Blocks == 1 ? "decoder_block" : "decoder_blocks." + std::to_string(b);
+      for (int h = 0; h < 2; ++h) {
+        auto m = model::hier_attention_maps<T, L>(h == 0 ? acts.blocks[b].ha1 : acts.blocks[b].ha2,
+                                                  prefix + ".hier_attn" + std::to_string(h + 1), T_,
+                                                  padded_length(T_), C.heads, C.node_mask);
+        for (auto& x : m) maps.push_back(std::move(x));
+      }
+    }
+    return maps;
   }
 
   /// Rows per sequence inside the blocks: T rounded up to a multiple of 2^levels.
@@ -220,7 +259,8 @@ class Decoder {
     return p;
   }
 
-  Acts layout(model::ActivationBuilder<T>& ab, Index B, Index T_) const {
+  /// `logit_rows`: rows of the logits buffer (B * Tp for a full pass, fewer or none otherwise).
+  Acts layout(model::ActivationBuilder<T>& ab, Index B, Index T_, Index logit_rows) const {
     constexpr Index d = C.d_model;
     const Index Tp = padded_length(T_);
     Acts a;
@@ -228,26 +268,28 @@ class Decoder {
     a.emb_dropped_grad = ab.take_grad(B, T_, d);
     if (Tp != T_) a.padded = ab.take(B, Tp, d);
     for (int b = 0; b < Blocks; ++b) a.blocks[b] = model::make_block_acts<T, L>(ab, B, Tp, d, C.heads);
-    a.logits = ab.take(B * Tp, vocab_);
-    a.lse = ab.stat(B * Tp);
+    if (logit_rows > 0) {
+      a.logits = ab.take(logit_rows, vocab_);
+      a.lse = ab.stat(logit_rows);
+    }
     a.loss = ab.take(1);
     return a;
   }
 
   /// Sizes `values` (and `grads`, in training) for a (B, T) pass and lays the activations out.
-  Acts make_acts(Index B, Index T_, Arena<T>& values, Arena<T>* grads) const {
+  Acts make_acts(Index B, Index T_, Arena<T>& values, Arena<T>* grads, Index logit_rows) const {
     model::ActivationBuilder<T> sizing;
     sizing.set_training(grads != nullptr);
-    layout(sizing, B, T_);
+    layout(sizing, B, T_, logit_rows);
     values.reserve(sizing.values_total());
     if (grads) grads->reserve(sizing.grads_total());
     model::ActivationBuilder<T> ab(values, grads);
-    return layout(ab, B, T_);
+    return layout(ab, B, T_, logit_rows);
   }
 
   Workspace& workspace(Index B, Index T_) {
     if (ws_.B != B || ws_.tokens != T_) {
-      ws_.acts = make_acts(B, T_, ws_.values, &ws_.grads);
+      ws_.acts = make_acts(B, T_, ws_.values, &ws_.grads, B * padded_length(T_));
       ws_.ids.assign(std::size_t(B * T_), 0);
       ws_.targets.assign(std::size_t(B * padded_length(T_)), ignore_index);
       ws_.B = B;
@@ -258,6 +300,13 @@ class Decoder {
 
   /// Embedding, padding, blocks and head; returns the logits (B * Tp, V).
   Var<T, 2> run(Acts& a, View<const std::int32_t, 2> ids, const model::ForwardContext& ctx) const {
+    const Var<T, 2> rows = hidden(a, ids, ctx);
+    ops::linear<T>(ctx.tape, a.logits, rows, params_.head_w, params_.head_b);
+    return a.logits;
+  }
+
+  /// Embedding, padding and blocks; returns the last block's output (B * Tp, d).
+  Var<T, 2> hidden(Acts& a, View<const std::int32_t, 2> ids, const model::ForwardContext& ctx) const {
     Tape* tape = ctx.tape;
     ops::embedding<T>(tape, a.emb, ids, params_.tok, params_.pos);
     Var<T, 3> x = model::maybe_dropout(ctx, a.emb, a.emb_dropped_grad, 0);
@@ -270,8 +319,7 @@ class Decoder {
     for (int b = 0; b < Blocks; ++b)
       rows = model::block_forward<T, L, C.node_mask>(params_.blocks[b], a.blocks[b], rows, Tp, ctx,
                                                      1 + std::uint64_t(b) * 2 * (L + 1));
-    ops::linear<T>(tape, a.logits, rows, params_.head_w, params_.head_b);
-    return a.logits;
+    return rows;
   }
 
   /// The real rows of (B * Tp, V) logits as a (B, T, V) tensor.
