@@ -64,9 +64,12 @@ _NP_DTYPES = {"F32": "<f4", "I32": "<i4"}
 
 def write_safetensors(path, tensors, metadata):
     """Write `tensors` (a list of (name, torch.Tensor) in file order, float32 or int32) and
-    `metadata` (str -> str) as safetensors: u64 LE header length, JSON header padded with spaces
-    to a multiple of 8, then the raw little-endian data of each tensor in order."""
-    header = {"__metadata__": {str(k): str(v) for k, v in metadata.items()}}
+    `metadata` (str -> str, or None for no "__metadata__" entry at all) as safetensors: u64 LE
+    header length, JSON header padded with spaces to a multiple of 8, then the raw little-endian
+    data of each tensor in order."""
+    header = {}
+    if metadata is not None:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
     blobs = []
     offset = 0
     for name, t in tensors:
@@ -91,7 +94,7 @@ def read_safetensors(path):
     (n,) = struct.unpack("<Q", raw[:8])
     assert n % 8 == 0, "header length not a multiple of 8"
     header = json.loads(raw[8:8 + n].decode("utf-8"))
-    metadata = header.pop("__metadata__")
+    metadata = header.pop("__metadata__", None)
     data = raw[8 + n:]
     tensors = {}
     order = sorted(header, key=lambda k: header[k]["data_offsets"][0])
@@ -182,7 +185,7 @@ def f32(t):
 
 def check_reread(path, tensors, metadata):
     back, meta, order = read_safetensors(path)
-    assert meta == {str(k): str(v) for k, v in metadata.items()}
+    assert meta == (None if metadata is None else {str(k): str(v) for k, v in metadata.items()})
     assert order == [n for n, _ in tensors]
     for name, t in tensors:
         assert back[name].dtype == t.dtype and torch.equal(back[name], t.cpu()), name
@@ -243,6 +246,29 @@ def make_fixture(cfg, out_dir):
     write_safetensors(path, tensors, metadata)
     check_reread(path, tensors, metadata)
     return path, loss.item()
+
+
+# The PyTorch-interop fixture: one parity config's initial weights as a PyTorch user saves them.
+STATE_DICT_OF = "l1_h1_d8"
+
+
+def make_state_dict(cfg, out_dir):
+    """`state_dict_<config>.safetensors`: the config's initial float32 state_dict as
+    `safetensors.torch.save_file(model.state_dict(), path)` writes it: plain SPEC.md names, no
+    "__metadata__" entry, tensors sorted by name (that function's order for tensors of one dtype).
+    The weights are the `param.*` tensors of `<config>.safetensors`, which must already be in
+    `out_dir`; the function asserts they are bitwise equal."""
+    torch.manual_seed(cfg["seed"])
+    state = build_model(cfg).state_dict()
+    tensors = [(name, f32(state[name])) for name in sorted(state)]
+    stored, _, _ = read_safetensors(os.path.join(out_dir, cfg["name"] + ".safetensors"))
+    assert sorted(n for n in stored if n.startswith("param.")) == sorted(f"param.{n}" for n in state)
+    for name, t in tensors:
+        assert torch.equal(stored[f"param.{name}"], t), name
+    path = os.path.join(out_dir, "state_dict_" + cfg["name"] + ".safetensors")
+    write_safetensors(path, tensors, None)
+    check_reread(path, tensors, None)
+    return path
 
 
 class NotebookAttention(MultiHeadAttention):
@@ -325,6 +351,10 @@ def main():
         path, loss = make_fixture(cfg, args.out)
         paths.append(path)
         print(f"{os.path.basename(path):34s} {os.path.getsize(path):9d} bytes  loss {loss:.6f}")
+        if name == STATE_DICT_OF:
+            path = make_state_dict(cfg, args.out)
+            paths.append(path)
+            print(f"{os.path.basename(path):34s} {os.path.getsize(path):9d} bytes  PyTorch state_dict")
     path, leak_nb, leak_ref = make_seed_leak(args.out)
     paths.append(path)
     print(f"{os.path.basename(path):34s} {os.path.getsize(path):9d} bytes  "
