@@ -117,3 +117,20 @@ TEST_CASE("parallel_for visits every index once, nests, and honours thread limit
   }
   REQUIRE(hattn::max_threads() >= 1);
 }
+
+TEST_CASE("RowMode::stable computes every row of C the same whatever the number of rows", "[blas]") {
+  for (auto [n, k] : {std::pair<Index, Index>{31, 16}, {700, 64}}) {
+    const auto a = random_vector<float>(500 * k, 6), b = random_vector<float>(n * k, 7);
+    auto run = [&](Index m, hattn::RowMode mode) {
+      std::vector<float> c(std::size_t(m * n), 0.5f);
+      hattn::gemm<float>(Trans::no, Trans::yes, m, n, k, 1.0f, a.data(), k, b.data(), k, 1.0f, c.data(), n, mode);
+      return c;
+    };
+    const auto ref = run(500, hattn::RowMode::stable);
+    for (Index m : {1, 7, 42, 48, 96, 130, 250}) {
+      const auto c = run(m, hattn::RowMode::stable);
+      INFO("n = " << n << ", m = " << m);
+      REQUIRE(std::equal(c.begin(), c.end(), ref.begin()));
+    }
+  }
+}
