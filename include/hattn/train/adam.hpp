@@ -1,10 +1,12 @@
 #pragma once
 /// \file
 /// Adam (Kingma & Ba), exactly as PyTorch's torch.optim.Adam computes it (the seed notebook's
-/// optimizer), over a model's trainable parameters.
+/// optimizer), over a model's trainable parameters; and the update AdamW (train/adamw.hpp) shares.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "hattn/core/error.hpp"
@@ -21,69 +23,121 @@ struct AdamOptions {
   double eps = 1e-8;     ///< added to the root of the second moment
 };
 
-/// Adam over every trainable tensor of a parameter registry. Moments live in two flat buffers in
-/// registry order. One step, per element, as torch.optim.Adam (foreach=False):
-///   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
-///   p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
-template <class T>
-class Adam {
+namespace detail {
+
+/// The state and the update of Adam-family optimizers over every trainable tensor of a parameter
+/// registry: moments in two flat buffers in registry order (trainable tensors only), the step
+/// count, and the options (lr, beta1, beta2, eps, and whatever else `Options` adds).
+template <class T, class Options>
+class AdamBase {
  public:
-  /// An optimizer for `params` (which must outlive it).
-  Adam(const std::vector<Parameter<T>>& params, AdamOptions options = {})
-      : params_(&params), options_(options) {
-    detail::require(options.lr >= 0 && options.eps >= 0 && options.beta1 >= 0 && options.beta1 < 1 &&
-                        options.beta2 >= 0 && options.beta2 < 1,
-                    "Adam", "invalid options: lr ", options.lr, ", beta1 ", options.beta1, ", beta2 ",
-                    options.beta2, ", eps ", options.eps);
+  /// Steps taken.
+  std::int64_t steps() const { return t_; }
+  /// Sets the step count (resuming from a checkpoint).
+  void set_steps(std::int64_t t) { t_ = t; }
+  /// The options.
+  const Options& options() const { return options_; }
+  /// The learning rate of the next step.
+  double lr() const { return options_.lr; }
+  /// Sets the learning rate of the next steps (a schedule calls it before every step).
+  /// Throws hattn::Error if lr < 0 or is not finite.
+  void set_lr(double lr) {
+    require(std::isfinite(lr) && lr >= 0, name_, "learning rate must be finite and >= 0, got ", lr);
+    options_.lr = lr;
+  }
+  /// First moments, flat in registry order (trainable tensors only).
+  std::vector<T>& first_moments() { return m_; }
+  /// Second moments, flat in registry order (trainable tensors only).
+  std::vector<T>& second_moments() { return v_; }
+  /// Read-only first moments.
+  const std::vector<T>& first_moments() const { return m_; }
+  /// Read-only second moments.
+  const std::vector<T>& second_moments() const { return v_; }
+  /// The registry the optimizer updates.
+  const std::vector<Parameter<T>>& parameters() const { return *params_; }
+
+ protected:
+  /// An optimizer called `name` (for messages) for `params`, which must outlive it.
+  AdamBase(const char* name, const std::vector<Parameter<T>>& params, const Options& options)
+      : name_(name), params_(&params), options_(options) {
+    require(std::isfinite(options.lr) && options.lr >= 0 && options.eps >= 0 && options.beta1 >= 0 &&
+                options.beta1 < 1 && options.beta2 >= 0 && options.beta2 < 1,
+            name, "invalid options: lr ", options.lr, ", beta1 ", options.beta1, ", beta2 ", options.beta2,
+            ", eps ", options.eps);
     Index n = 0;
     for (const auto& p : params) n += p.trainable() ? p.size() : 0;
     m_.assign(std::size_t(n), T(0));
     v_.assign(std::size_t(n), T(0));
   }
 
-  /// Applies one update from the parameters' current gradients.
-  void step() {
+  /// One step from the parameters' current gradients. `shrink` is empty (no decay) or holds, for
+  /// every registry entry, the factor each value is multiplied by before the Adam update
+  /// (1 - lr * weight_decay for decoupled weight decay; exactly 1 skips the multiply). Per element,
+  /// in torch's order of operations (foreach=False):
+  ///   p *= shrink;  m = b1 m + (1 - b1) g;  v = b2 v + ((1 - b2) g) g;
+  ///   p += (-lr / (1 - b1^t)) m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+  void update(std::span<const double> shrink) {
     ++t_;
     const double bc1 = 1 - std::pow(options_.beta1, double(t_));
     const double bc2_sqrt = std::sqrt(1 - std::pow(options_.beta2, double(t_)));
-    const T b1 = T(options_.beta1), b2 = T(options_.beta2), step_size = T(options_.lr / bc1);
+    const T b1 = T(options_.beta1), b2 = T(options_.beta2), neg_step_size = T(-options_.lr / bc1);
+    const T c1 = T(1 - options_.beta1), c2 = T(1 - options_.beta2);
     const T eps = T(options_.eps), root = T(bc2_sqrt);
     Index offset = 0;
-    for (const auto& p : *params_) {
+    for (std::size_t k = 0; k < params_->size(); ++k) {
+      const Parameter<T>& p = (*params_)[k];
       if (!p.trainable()) continue;
       T* m = m_.data() + offset;  // (p.size())
       T* v = v_.data() + offset;  // (p.size())
       const Index n = p.size();
+      const bool decay = !shrink.empty() && shrink[k] != 1.0;
+      const T factor = decay ? T(shrink[k]) : T(1);
       constexpr Index block = 1 << 14;
       parallel_for((n + block - 1) / block, [&](Index task) {
         const Index i1 = std::min(n, (task + 1) * block);
         for (Index i = task * block; i < i1; ++i) {
           const T g = p.grad[i];
-          m[i] = m[i] * b1 + g * (T(1) - b1);
-          v[i] = v[i] * b2 + g * g * (T(1) - b2);
-          p.value[i] -= step_size * (m[i] / (std::sqrt(v[i]) / root + eps));
+          if (decay) p.value[i] *= factor;
+          m[i] = m[i] * b1 + c1 * g;
+          v[i] = v[i] * b2 + c2 * g * g;
+          p.value[i] += neg_step_size * m[i] / (std::sqrt(v[i]) / root + eps);
         }
       });
       offset += n;
     }
   }
 
-  /// Steps taken.
-  std::int64_t steps() const { return t_; }
-  /// The options.
-  const AdamOptions& options() const { return options_; }
-  /// First moments, flat in registry order (trainable tensors only).
-  std::vector<T>& first_moments() { return m_; }
-  /// Second moments, flat in registry order (trainable tensors only).
-  std::vector<T>& second_moments() { return v_; }
-  /// Sets the step count (resuming from a checkpoint).
-  void set_steps(std::int64_t t) { t_ = t; }
+  /// Throws hattn::Error("<name>: <parts...>") unless `ok`.
+  template <class... Parts>
+  static void require(bool ok, const char* name, const Parts&... parts) {
+    hattn::detail::require(ok, name, parts...);
+  }
+
+  const char* name_;
+  const std::vector<Parameter<T>>* params_;
+  Options options_;
 
  private:
-  const std::vector<Parameter<T>>* params_;
-  AdamOptions options_;
   std::vector<T> m_, v_;  // (trainable elements) moments
   std::int64_t t_ = 0;
+};
+
+}  // namespace detail
+
+/// Adam over every trainable tensor of a parameter registry. Moments live in two flat buffers in
+/// registry order. One step, per element, as torch.optim.Adam (foreach=False, weight_decay 0):
+///   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
+///   p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+template <class T>
+class Adam : public detail::AdamBase<T, AdamOptions> {
+ public:
+  /// An optimizer for `params` (which must outlive it).
+  /// Throws hattn::Error "Adam: invalid options: ..." for lr < 0, eps < 0, or betas outside [0, 1).
+  explicit Adam(const std::vector<Parameter<T>>& params, AdamOptions options = {})
+      : detail::AdamBase<T, AdamOptions>("Adam", params, options) {}
+
+  /// Applies one update from the parameters' current gradients.
+  void step() { this->update({}); }
 };
 
 }  // namespace hattn
