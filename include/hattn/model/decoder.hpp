@@ -82,6 +82,9 @@ class Decoder {
   Index sequence_length() const { return seq_; }
   /// The initialization seed; also the key of dropout masks.
   std::uint64_t seed() const { return seed_; }
+  /// Sets the key of dropout masks (initialization has already happened); resuming training from
+  /// a checkpoint restores it so that the masks continue as they would have.
+  void set_seed(std::uint64_t seed) { seed_ = seed; }
 
   /// Every named tensor (SPEC.md names), in PyTorch's state_dict order.
   const std::vector<Parameter<T>>& parameters() const { return registry_; }
