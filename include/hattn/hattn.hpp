@@ -27,6 +27,8 @@
 #include "hattn/ops/copy_rows.hpp"
 
 #include "hattn/io/safetensors.hpp"
+#include "hattn/io/tokenizer.hpp"
+#include "hattn/io/gpt2_bpe.hpp"
 #include "hattn/model/decoder.hpp"
 #include "hattn/io/checkpoint.hpp"
 #include "hattn/train/adam.hpp"

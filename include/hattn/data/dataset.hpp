@@ -42,16 +42,16 @@ class Dataset {
       : tokens_(std::move(tokens)), seq_(sequence_length) {
     constexpr const char* op = "Dataset";
     const Index n = Index(tokens_.size()), T = sequence_length;
-    detail::require(T >= 2, op, "sequence_length must be >= 2, got ", T);
-    detail::require(validation_fraction >= 0 && validation_fraction < 1, op,
+    hattn::detail::require(T >= 2, op, "sequence_length must be >= 2, got ", T);
+    hattn::detail::require(validation_fraction >= 0 && validation_fraction < 1, op,
                     "validation_fraction must be in [0, 1), got ", validation_fraction);
-    detail::require(n >= T + 1, op, "corpus of ", n, " tokens is shorter than one sequence + 1 (", T + 1,
+    hattn::detail::require(n >= T + 1, op, "corpus of ", n, " tokens is shorter than one sequence + 1 (", T + 1,
                     " tokens for sequence_length ", T, ")");
     const Index n_val = Index(std::floor(double(n) * validation_fraction));
     train_ = n - n_val;
-    detail::require(train_ >= T + 1, op, "training split of ", train_,
+    hattn::detail::require(train_ >= T + 1, op, "training split of ", train_,
                     " tokens is shorter than one sequence + 1 (", T + 1, " tokens)");
-    detail::require(validation_fraction == 0 || n_val >= T, op, "validation split of ", n_val,
+    hattn::detail::require(validation_fraction == 0 || n_val >= T, op, "validation split of ", n_val,
                     " tokens (the last ", validation_fraction, " of ", n, ") is shorter than one sequence (",
                     T, " tokens)");
   }
@@ -96,8 +96,8 @@ class Dataset {
   void validation_batch(View<std::int32_t, 2> inputs, View<std::int32_t, 2> targets, Index index) const {
     constexpr const char* op = "Dataset::validation_batch";
     check(inputs, targets, op);
-    detail::require(validation_windows() > 0, op, "there is no validation split");
-    detail::require(index >= 0, op, "batch index must be >= 0, got ", index);
+    hattn::detail::require(validation_windows() > 0, op, "there is no validation split");
+    hattn::detail::require(index >= 0, op, "batch index must be >= 0, got ", index);
     const std::span<const std::int32_t> val = validation_tokens();
     const Index B = inputs.dim(0), windows = validation_windows();
     for (Index b = 0; b < B; ++b) {
@@ -115,13 +115,13 @@ class Dataset {
 
  private:
   void check(View<std::int32_t, 2> inputs, View<std::int32_t, 2> targets, const char* op) const {
-    detail::require(inputs.dim(0) >= 1 && inputs.dim(1) == seq_ && targets.dims == inputs.dims, op,
+    hattn::detail::require(inputs.dim(0) >= 1 && inputs.dim(1) == seq_ && targets.dims == inputs.dims, op,
                     "want inputs and targets of shape (B, ", seq_, ") with B >= 1, got inputs ", inputs.shape(),
                     " and targets ", targets.shape());
   }
 
   Batch make(Index batch, const char* op) const {
-    detail::require(batch >= 1, op, "batch must be >= 1, got ", batch);
+    hattn::detail::require(batch >= 1, op, "batch must be >= 1, got ", batch);
     return Batch{Tensor<std::int32_t, 2>(batch, seq_), Tensor<std::int32_t, 2>(batch, seq_)};
   }
 
