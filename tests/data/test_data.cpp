@@ -16,6 +16,7 @@
 
 #include "hattn/data/dataset.hpp"
 #include "hattn/data/text_file.hpp"
+#include "support/files.hpp"
 
 namespace fs = std::filesystem;
 using hattn::Index;
@@ -23,31 +24,11 @@ using hattn::data::Batch;
 using hattn::data::Dataset;
 using hattn::data::read_tokens;
 
-namespace {
+using hattn::test::TempDir;
+using hattn::test::put;
+using hattn::test::slurp;
 
-// A fresh directory under the system temp dir, removed with everything in it at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / ("hattn_test_data_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  fs::path write(const std::string& name, const std::string& bytes) const {
-    const fs::path p = path / name;
-    std::ofstream out(p, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), std::streamsize(bytes.size()));
-    REQUIRE(out.good());
-    return p;
-  }
-};
+namespace {
 
 // Byte-level encoding: id = byte.
 struct Bytes {
@@ -94,7 +75,7 @@ bool equal(const Batch& a, const Batch& b) {
 }  // namespace
 
 TEST_CASE("read_tokens gives the file's bytes for any chunk size", "[data][text_file]") {
-  TempDir dir;
+  TempDir dir{"hattn_test_data"};
   const auto path = dir.write("t.txt", sample_text);
   const auto whole = Bytes{}.encode(sample_text);
   for (std::size_t chunk : {std::size_t(1), std::size_t(2), std::size_t(3), std::size_t(7), std::size_t(64),
@@ -105,7 +86,7 @@ TEST_CASE("read_tokens gives the file's bytes for any chunk size", "[data][text_
 }
 
 TEST_CASE("read_tokens splits chunks only between a visible ASCII character and ASCII whitespace", "[data][text_file]") {
-  TempDir dir;
+  TempDir dir{"hattn_test_data"};
   const auto path = dir.write("t.txt", sample_text);
   for (std::size_t chunk = 1; chunk <= 24; ++chunk) {
     std::vector<std::string> pieces;
@@ -128,7 +109,7 @@ TEST_CASE("read_tokens splits chunks only between a visible ASCII character and 
 }
 
 TEST_CASE("chunked pre-tokenization equals tokenizing the whole text", "[data][text_file]") {
-  TempDir dir;
+  TempDir dir{"hattn_test_data"};
   const auto path = dir.write("t.txt", sample_text);
   const PreTokenizer tok;
   const auto whole = tok.encode(sample_text);
@@ -146,7 +127,7 @@ TEST_CASE("chunked pre-tokenization equals tokenizing the whole text", "[data][t
 }
 
 TEST_CASE("a run without whitespace longer than a chunk is read whole", "[data][text_file]") {
-  TempDir dir;
+  TempDir dir{"hattn_test_data"};
   const std::string text = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa bb\n" + std::string(50, 'x');
   const auto path = dir.write("t.txt", text);
   CHECK(read_tokens(path, PreTokenizer{}, 3) == PreTokenizer{}.encode(text));
@@ -154,7 +135,7 @@ TEST_CASE("a run without whitespace longer than a chunk is read whole", "[data][
 }
 
 TEST_CASE("read_tokens errors are exact", "[data][text_file][errors]") {
-  TempDir dir;
+  TempDir dir{"hattn_test_data"};
   const auto missing = dir.path / "missing.txt";
   REQUIRE_THROWS_WITH(read_tokens(missing, Bytes{}), "read_tokens: '" + missing.string() + "' does not exist");
   const auto empty = dir.write("empty.txt", "");

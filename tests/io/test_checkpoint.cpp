@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "hattn/hattn.hpp"
+#include "support/files.hpp"
 
 #ifndef HATTN_FIXTURE_DIR
 #error "HATTN_FIXTURE_DIR must name tests/fixtures"
@@ -32,37 +33,13 @@ using hattn::Config;
 using hattn::Index;
 using hattn::NodeMask;
 
+using hattn::test::TempDir;
+using hattn::test::put;
+using hattn::test::slurp;
+
 namespace {
 
-// A fresh directory under the system temp dir, removed with everything in it at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("hattn_test_checkpoint_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  fs::path operator/(const std::string& name) const { return path / name; }
-};
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void put(const fs::path& p, const std::string& bytes) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  REQUIRE(out.good());
-}
 
 std::uint64_t header_length(const std::string& file) {
   std::uint64_t n = 0;
@@ -153,7 +130,7 @@ std::map<std::string, std::vector<Index>> spec_shapes(int levels, Index d, Index
 // Saves a model, loads it into a differently seeded one, and checks the file and the result.
 template <Config C>
 void check_round_trip(Index V, Index S) {
-  TempDir dir;
+  TempDir dir{"hattn_test_checkpoint"};
   const fs::path path = dir / "model.safetensors";
   const hattn::Decoder<C> a(V, S, 11);
   hattn::Decoder<C> b(V, S, 12);
@@ -225,7 +202,7 @@ TEST_CASE("save then load reproduces every parameter and prediction bitwise", "[
 }
 
 TEST_CASE("a double model saves float32 and loads back its values rounded to float", "[checkpoint]") {
-  TempDir dir;
+  TempDir dir{"hattn_test_checkpoint"};
   const fs::path path = dir / "double.safetensors";
   const hattn::Decoder<C1, double> a(V1, S1, 3);
   hattn::save_safetensors(a, path);
@@ -296,7 +273,7 @@ TEST_CASE("a PyTorch state_dict file loads, with a note about the notebook's mas
 }
 
 TEST_CASE("bad checkpoints throw the exact error and leave the model unchanged", "[checkpoint]") {
-  TempDir dir;
+  TempDir dir{"hattn_test_checkpoint"};
   // The files carry another model's weights, so a partial copy before the error would show.
   const hattn::Decoder<C1> source(V1, S1, 21);
   hattn::Decoder<C1> model(V1, S1, 22);
@@ -382,7 +359,7 @@ TEST_CASE("bad checkpoints throw the exact error and leave the model unchanged",
 }
 
 TEST_CASE("a failed save over an existing checkpoint leaves it loadable and identical", "[checkpoint]") {
-  TempDir dir;
+  TempDir dir{"hattn_test_checkpoint"};
   const fs::path path = dir / "model.safetensors";
   const hattn::Decoder<C1> first(V1, S1, 31);
   const hattn::Decoder<C1> second(V1, S1, 32);

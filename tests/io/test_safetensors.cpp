@@ -16,43 +16,20 @@
 #include <vector>
 
 #include "hattn/io/safetensors.hpp"
+#include "support/files.hpp"
 
 namespace fs = std::filesystem;
 namespace io = hattn::io;
 using hattn::Index;
 using io::DType;
 
+using hattn::test::TempDir;
+using hattn::test::put;
+using hattn::test::slurp;
+
 namespace {
 
-// A fresh directory under the system temp dir, removed with everything in it at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("hattn_test_safetensors_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  fs::path operator/(const std::string& name) const { return path / name; }
-};
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void put(const fs::path& p, const std::string& bytes) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  REQUIRE(out.good());
-}
 
 // The 8-byte little-endian length prefix, spelled out byte by byte.
 std::string le64(std::uint64_t n) {
@@ -206,7 +183,7 @@ TEST_CASE("half and bfloat16 widen to float exactly", "[safetensors]") {
 }
 
 TEST_CASE("write then read round-trips dtypes, shapes, scalars, empty tensors and metadata", "[safetensors]") {
-  TempDir dir;
+  TempDir dir{"hattn_test_safetensors"};
   const fs::path p = dir / "model.safetensors";
   const std::vector<float> w = {0.5f, -1.25f, 3.0f, 1e-3f, 0.1f, -0.0f};  // (2, 3)
   const double scalar = 2.718281828459045;                                // []
@@ -283,7 +260,7 @@ TEST_CASE("write then read round-trips dtypes, shapes, scalars, empty tensors an
 }
 
 TEST_CASE("an empty tensor list writes a valid file", "[safetensors]") {
-  TempDir dir;
+  TempDir dir{"hattn_test_safetensors"};
   const fs::path p = dir / "empty.safetensors";
   io::write_safetensors(p, {}, {});
   REQUIRE(slurp(p) == le64(8) + "{}      ");
@@ -294,7 +271,7 @@ TEST_CASE("an empty tensor list writes a valid file", "[safetensors]") {
 }
 
 TEST_CASE("a hand-built file reads byte for byte", "[safetensors]") {
-  TempDir dir;
+  TempDir dir{"hattn_test_safetensors"};
   const fs::path p = dir / "hand.safetensors";
   // Keys not in data order, "__metadata__" last, extra spaces inside and 13 spaces of padding.
   const std::string header =
@@ -321,7 +298,7 @@ TEST_CASE("a hand-built file reads byte for byte", "[safetensors]") {
 }
 
 TEST_CASE("a file written by PyTorch reads with the right values", "[safetensors]") {
-  TempDir dir;
+  TempDir dir{"hattn_test_safetensors"};
   const fs::path p = dir / "torch.safetensors";
   put(p, std::string(reinterpret_cast<const char*>(python_file), sizeof python_file));
   const auto f = io::read_safetensors(p);
@@ -343,7 +320,7 @@ TEST_CASE("a file written by PyTorch reads with the right values", "[safetensors
 }
 
 TEST_CASE("every malformed file is rejected with an exact message", "[safetensors]") {
-  TempDir dir;
+  TempDir dir{"hattn_test_safetensors"};
   const fs::path p = dir / "bad.safetensors";
   const std::string at = "read_safetensors: '" + p.string() + "': ";
   auto check = [&](const std::string& bytes, const std::string& problem) {
@@ -451,7 +428,7 @@ TEST_CASE("every malformed file is rejected with an exact message", "[safetensor
 }
 
 TEST_CASE("typed accessors check names, dtypes and shapes", "[safetensors]") {
-  TempDir dir;
+  TempDir dir{"hattn_test_safetensors"};
   const fs::path p = dir / "t.safetensors";
   const std::vector<double> x = {1, 2, 3, 4, 5, 6};
   const std::vector<std::int32_t> i = {1, 2};
@@ -481,7 +458,7 @@ TEST_CASE("typed accessors check names, dtypes and shapes", "[safetensors]") {
 }
 
 TEST_CASE("invalid tensor lists are rejected before anything is written", "[safetensors]") {
-  TempDir dir;
+  TempDir dir{"hattn_test_safetensors"};
   const fs::path p = dir / "w.safetensors";
   const std::string at = "write_safetensors: '" + p.string() + "': ";
   const std::vector<float> v = {1, 2, 3, 4};
@@ -507,7 +484,7 @@ TEST_CASE("invalid tensor lists are rejected before anything is written", "[safe
 }
 
 TEST_CASE("writing replaces the file atomically and failures leave it intact", "[safetensors]") {
-  TempDir dir;
+  TempDir dir{"hattn_test_safetensors"};
   const fs::path p = dir / "m.safetensors";
   const std::vector<float> a = {1, 2, 3};
   const std::vector<float> b = {4, 5, 6, 7, 8};

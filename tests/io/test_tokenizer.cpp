@@ -17,6 +17,7 @@
 
 #include "hattn/io/gpt2_bpe.hpp"
 #include "hattn/io/tokenizer.hpp"
+#include "support/files.hpp"
 
 // HATTN_GPT2_DIR: where encoder.json and vocab.bpe are (CMake fetches them at configure time).
 // HATTN_TOKENIZER_TEXTS: tests/io/tokenizer_texts (parity inputs and the reference ids).
@@ -25,38 +26,13 @@ namespace fs = std::filesystem;
 namespace io = hattn::io;
 using Ids = std::vector<std::int32_t>;
 
+using hattn::test::TempDir;
+using hattn::test::put;
+using hattn::test::slurp;
+
 namespace {
 
-// A fresh directory under the system temp dir, removed with everything in it at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("hattn_test_tokenizer_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  fs::path operator/(const std::string& name) const { return path / name; }
-};
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  REQUIRE(in.good());
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void put(const fs::path& p, const std::string& bytes) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  REQUIRE(out.good());
-}
 
 // "'<path>'", as messages name a file (appended, not "'" + s: GCC 12 warns falsely with -Wrestrict).
 std::string q(const fs::path& p) {
@@ -334,7 +310,7 @@ TEST_CASE("Gpt2Bpe::encode gives the same ids from several threads", "[tokenizer
 
 TEST_CASE("Gpt2Bpe merges by rank and all occurrences of a pair per round", "[tokenizer][gpt2]") {
   require_gpt2_files();
-  TempDir dir;
+  TempDir dir{"hattn_test_tokenizer"};
   fs::copy_file(gpt2_dir / "encoder.json", dir / "encoder.json");
   // Ids in GPT-2's encoder.json: a 64, b 65, c 66, ab 397, bc 15630, aa 7252, aaa 46071, aaaa 24794.
   // Expected ids are those of GPT-2's Python bpe() with the same files.
@@ -363,7 +339,7 @@ TEST_CASE("Gpt2Bpe merges by rank and all occurrences of a pair per round", "[to
 
 TEST_CASE("Gpt2Bpe rejects broken encoder.json files with exact messages", "[tokenizer][gpt2]") {
   require_gpt2_files();
-  TempDir dir;
+  TempDir dir{"hattn_test_tokenizer"};
   const fs::path enc = dir / "encoder.json", vocab = dir / "vocab.bpe";
   const std::string at = "Gpt2Bpe: " + q(enc) + ": ";
 
@@ -409,7 +385,7 @@ TEST_CASE("Gpt2Bpe rejects broken encoder.json files with exact messages", "[tok
 
 TEST_CASE("Gpt2Bpe rejects broken vocab.bpe files with exact messages", "[tokenizer][gpt2]") {
   require_gpt2_files();
-  TempDir dir;
+  TempDir dir{"hattn_test_tokenizer"};
   const fs::path enc = dir / "encoder.json", vocab = dir / "vocab.bpe";
   fs::copy_file(gpt2_dir / "encoder.json", enc);
   const std::string at = "Gpt2Bpe: " + q(vocab);

@@ -6,6 +6,7 @@
 
 #include "hattn/hattn.hpp"
 #include "hattn/train/checkpoint.hpp"
+#include "support/files.hpp"
 
 using hattn::Index;
 namespace fs = std::filesystem;
@@ -31,12 +32,6 @@ std::vector<float> weights(const Model& m) {
   return w;
 }
 
-fs::path scratch(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("hattn_train_ckpt_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  return dir / name;
-}
-
 }  // namespace
 
 TEST_CASE("N steps equal N/2 steps, save, load into a fresh model, N/2 steps: bitwise", "[train][checkpoint]") {
@@ -48,7 +43,8 @@ TEST_CASE("N steps equal N/2 steps, save, load into a fresh model, N/2 steps: bi
   Model first(256, 32, 1);
   hattn::Trainer<Model> b(first, data, options());
   REQUIRE(b.run(4).steps == 4);
-  const fs::path path = scratch("resume.safetensors");
+  const hattn::test::TempDir dir{"hattn_test_train_checkpoint"};
+  const fs::path path = dir / "resume.safetensors";
   hattn::save_training_checkpoint(path, first, b.state(), {{"preset", "test"}});
 
   Model resumed(256, 32, 999);  // different initial weights: everything must come from the file
@@ -60,7 +56,6 @@ TEST_CASE("N steps equal N/2 steps, save, load into a fresh model, N/2 steps: bi
   REQUIRE(c.run().status == hattn::TrainStatus::completed);
   REQUIRE(c.step() == 8);
   REQUIRE(weights(resumed) == weights(straight));
-  fs::remove_all(path.parent_path());
 }
 
 TEST_CASE("a training checkpoint holds the model checkpoint's names plus the moments; errors are exact",
@@ -69,7 +64,8 @@ TEST_CASE("a training checkpoint holds the model checkpoint's names plus the mom
   Model m(256, 32, 1);
   hattn::Trainer<Model> t(m, data, options());
   t.run(2);
-  const fs::path path = scratch("names.safetensors");
+  const hattn::test::TempDir dir{"hattn_test_train_checkpoint"};
+  const fs::path path = dir / "names.safetensors";
   hattn::save_training_checkpoint(path, m, t.state());
   const auto file = hattn::io::read_safetensors(path);
   for (const auto& p : m.parameters()) {
@@ -81,7 +77,7 @@ TEST_CASE("a training checkpoint holds the model checkpoint's names plus the mom
   REQUIRE(nlohmann::json::parse(meta.at("hattn.train_state"))["step"] == 2);
 
   // A model checkpoint is not a training checkpoint.
-  const fs::path model_only = scratch("model.safetensors");
+  const fs::path model_only = dir / "model.safetensors";
   hattn::save_safetensors(m, model_only);
   Model other(256, 32, 5);
   const auto before = weights(other);
@@ -94,5 +90,4 @@ TEST_CASE("a training checkpoint holds the model checkpoint's names plus the mom
                       "load_training_checkpoint: '" + path.string() +
                           "': checkpoint node_mask is \"aligned\", the model's is \"full\"");
   REQUIRE(weights(other) == before);
-  fs::remove_all(path.parent_path());
 }
