@@ -43,11 +43,14 @@ class MultiHeadAttention(nn.Module):
         q = self.W_q(q_in).view(g, tq, h, dh).transpose(1, 2)  # (G, h, Tq, dh)
         k = self.W_k(kv_in).view(g, tk, h, dh).transpose(1, 2)  # (G, h, Tk, dh)
         v = self.W_v(kv_in).view(g, tk, h, dh).transpose(1, 2)  # (G, h, Tk, dh)
-        scores = q @ k.transpose(-1, -2) / math.sqrt(dh)  # (G, h, Tq, Tk)
-        if allowed is not None:
-            scores = scores.masked_fill(~allowed, float("-inf"))
+        scores = self.mask(q @ k.transpose(-1, -2) / math.sqrt(dh), allowed)  # (G, h, Tq, Tk)
         o = torch.softmax(scores, dim=-1) @ v  # (G, h, Tq, dh)
         return self.W_o(o.transpose(1, 2).reshape(g, tq, d))
+
+    def mask(self, scores, allowed):
+        """`scores` (G, h, Tq, Tk) with the entries where `allowed` (Tq, Tk) is False set to -inf;
+        unchanged when `allowed` is None."""
+        return scores if allowed is None else scores.masked_fill(~allowed, float("-inf"))
 
 
 class LeafAttention(nn.Module):

@@ -4,7 +4,7 @@ Run from anywhere with Debian's python3-torch:
 
     /usr/bin/python3 tools/make_fixtures.py [--out DIR]
 
-Every fixture is a safetensors file written by `write_safetensors` below (no safetensors package
+Every fixture is a safetensors file written by tools/safetensors_io.py (no safetensors package
 needed). The format and the tensor names are described in tests/fixtures/README.md. Generation is
 seeded and single-threaded, so rerunning it reproduces the files.
 """
@@ -12,17 +12,15 @@ seeded and single-threaded, so rerunning it reproduces the files.
 import argparse
 import copy
 import json
-import math
 import os
-import struct
 import sys
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hattn_reference import Decoder, MultiHeadAttention  # noqa: E402
+from safetensors_io import read_safetensors, write_safetensors  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(REPO, "tests", "fixtures")
@@ -53,61 +51,6 @@ CONFIG_KEYS = ("levels", "heads", "d_model", "blocks", "node_mask", "vocab_size"
 LEAK = dict(name="seed_leak", levels=2, heads=2, d_model=16, blocks=1, node_mask="aligned",
             vocab_size=50, sequence_length=64, batch=1, tokens=64, seed=8)
 LEAK_FROM, LEAK_ROWS = 40, (32, 40)
-
-
-# ---------------------------------------------------------------------------------------------
-# safetensors
-
-_DTYPES = {torch.float32: ("F32", "<f4"), torch.int32: ("I32", "<i4")}
-_NP_DTYPES = {"F32": "<f4", "I32": "<i4"}
-
-
-def write_safetensors(path, tensors, metadata):
-    """Write `tensors` (a list of (name, torch.Tensor) in file order, float32 or int32) and
-    `metadata` (str -> str, or None for no "__metadata__" entry at all) as safetensors: u64 LE
-    header length, JSON header padded with spaces to a multiple of 8, then the raw little-endian
-    data of each tensor in order."""
-    header = {}
-    if metadata is not None:
-        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
-    blobs = []
-    offset = 0
-    for name, t in tensors:
-        tag, np_dtype = _DTYPES[t.dtype]
-        blob = t.detach().cpu().contiguous().numpy().astype(np_dtype, copy=False).tobytes()
-        header[name] = {"dtype": tag, "shape": list(t.shape), "data_offsets": [offset, offset + len(blob)]}
-        blobs.append(blob)
-        offset += len(blob)
-    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for blob in blobs:
-            f.write(blob)
-
-
-def read_safetensors(path):
-    """Parse a safetensors file back: returns ({name: torch.Tensor}, metadata, names in file order)."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    assert n % 8 == 0, "header length not a multiple of 8"
-    header = json.loads(raw[8:8 + n].decode("utf-8"))
-    metadata = header.pop("__metadata__", None)
-    data = raw[8 + n:]
-    tensors = {}
-    order = sorted(header, key=lambda k: header[k]["data_offsets"][0])
-    end = 0
-    for name in order:
-        info = header[name]
-        b, e = info["data_offsets"]
-        assert b == end, f"{name}: data not contiguous"
-        end = e
-        arr = np.frombuffer(data[b:e], dtype=_NP_DTYPES[info["dtype"]]).reshape(info["shape"])
-        tensors[name] = torch.from_numpy(arr.copy())
-    assert end == len(data), "trailing bytes after the last tensor"
-    return tensors, metadata, order
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,18 +218,11 @@ class NotebookAttention(MultiHeadAttention):
     """The seed notebook's mask: adds -1e9 wherever tril(ones) is 1 (the past and the diagonal)
     instead of masking the future with -inf. Non-causal; used only to measure the defect."""
 
-    def forward(self, q_in, kv_in, allowed):
-        g, tq, d = q_in.shape
-        tk = kv_in.shape[1]
-        h, dh = self.heads, self.head_dim
-        q = self.W_q(q_in).view(g, tq, h, dh).transpose(1, 2)  # (G, h, Tq, dh)
-        k = self.W_k(kv_in).view(g, tk, h, dh).transpose(1, 2)  # (G, h, Tk, dh)
-        v = self.W_v(kv_in).view(g, tk, h, dh).transpose(1, 2)  # (G, h, Tk, dh)
-        scores = q @ k.transpose(-1, -2) / math.sqrt(dh)  # (G, h, Tq, Tk)
+    def mask(self, scores, allowed):
+        """`scores` plus -1e9 on and below the diagonal; `allowed` is ignored."""
+        tq, tk = scores.shape[-2:]
         tril = torch.ones(tq, tk, dtype=scores.dtype, device=scores.device).tril()
-        scores = scores + (-1e9) * tril
-        o = torch.softmax(scores, dim=-1) @ v  # (G, h, Tq, dh)
-        return self.W_o(o.transpose(1, 2).reshape(g, tq, d))
+        return scores + (-1e9) * tril
 
 
 def notebook_variant(model):

@@ -29,10 +29,12 @@ import argparse
 import json
 import math
 import os
-import struct
+import sys
 
-import numpy as np
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from safetensors_io import read_safetensors, write_safetensors  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(REPO, "tests", "fixtures")
@@ -77,40 +79,12 @@ def warmup_cosine(step, peak_lr, min_lr, warmup_steps, total_steps):
     return min_lr + (peak_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-_DTYPES = {torch.float32: ("F32", "<f4"), torch.float64: ("F64", "<f8")}
-
-
-def write_safetensors(path, tensors, metadata):
-    """`tensors`: list of (name, tensor) in file order (float32 or float64); `metadata`: str -> str.
-    u64 LE header length, JSON header padded with spaces to a multiple of 8, then the raw data."""
-    header = {"__metadata__": metadata}
-    blobs, offset = [], 0
+def check_reread(path, tensors):
+    """The file at `path` parses back to exactly `tensors` (list of (name, tensor)), in order."""
+    back, _, names = read_safetensors(path)
+    assert names == [n for n, _ in tensors]
     for name, t in tensors:
-        tag, np_dtype = _DTYPES[t.dtype]
-        blob = t.detach().contiguous().numpy().astype(np_dtype, copy=False).tobytes()
-        header[name] = {"dtype": tag, "shape": list(t.shape), "data_offsets": [offset, offset + len(blob)]}
-        blobs.append(blob)
-        offset += len(blob)
-    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for blob in blobs:
-            f.write(blob)
-
-
-def read_back(path):
-    """{name: numpy array} of a file written above (checks the writer)."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    header.pop("__metadata__")
-    data = raw[8 + n:]
-    dt = {"F32": "<f4", "F64": "<f8"}
-    return {k: np.frombuffer(data[v["data_offsets"][0]:v["data_offsets"][1]], dtype=dt[v["dtype"]]).reshape(v["shape"])
-            for k, v in header.items()}
+        assert back[name].dtype == t.dtype and torch.equal(back[name], t), name
 
 
 def run(kind, clip, scheduled, start, grads, dtype):
@@ -175,9 +149,7 @@ def make_adam(out):
     path = os.path.join(out, "optim_adam.safetensors")
     write_safetensors(path, tensors, {"config": json.dumps(config), "torch": torch.__version__,
                                       "generator": "tools/make_optimizer_fixtures.py"})
-    back = read_back(path)
-    for name, t in tensors:
-        assert np.array_equal(back[name], t.numpy()), name
+    check_reread(path, tensors)
     return path
 
 
@@ -190,9 +162,7 @@ def make_schedule(out):
     path = os.path.join(out, "optim_schedule.safetensors")
     write_safetensors(path, tensors, {"config": json.dumps(SCHEDULES), "torch": torch.__version__,
                                       "generator": "tools/make_optimizer_fixtures.py"})
-    back = read_back(path)
-    for name, t in tensors:
-        assert np.array_equal(back[name], t.numpy()), name
+    check_reread(path, tensors)
     return path
 
 

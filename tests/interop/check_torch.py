@@ -4,15 +4,13 @@
 
 DIR holds model.safetensors (hattn::save_safetensors) and outputs.safetensors ("ids" I32 (B, T),
 "probs" F32 (B, T, V), hattn's predict() on those ids), written by write_checkpoint. The checkpoint
-is parsed by hand (no safetensors package), loaded into tools/hattn_reference.Decoder with
-load_state_dict(strict=True), and its float64 probabilities on the same ids must match hattn's to a
-relative 1e-5. Exits 77 (skipped) when torch cannot be imported, 1 on any mismatch.
+is parsed by tools/safetensors_io.py (no safetensors package), loaded into
+tools/hattn_reference.Decoder with load_state_dict(strict=True), and its float64 probabilities on
+the same ids must match hattn's to a relative 1e-5. Exits 77 (skipped) when torch cannot be imported, 1 on any mismatch.
 """
 
 import json
-import math
 import os
-import struct
 import sys
 
 SKIP = 77
@@ -26,39 +24,13 @@ except ImportError as e:
 
 sys.path.insert(0, os.path.join(REPO, "tools"))
 from hattn_reference import Decoder  # noqa: E402
-
-DTYPES = {"F32": (torch.float32, 4), "I32": (torch.int32, 4)}
-
-
-def read_safetensors(path):
-    """({name: tensor}, metadata, names in header order) of a safetensors file, checking that the
-    tensors tile the data section exactly."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    assert 8 + n <= len(raw), f"{path}: header length {n} past the end of the file"
-    header = json.loads(raw[8:8 + n].decode("utf-8"))
-    metadata = header.pop("__metadata__", {})
-    data = bytearray(raw[8 + n:])  # writable, as torch.frombuffer wants
-    tensors, end = {}, 0
-    for name in sorted(header, key=lambda k: header[k]["data_offsets"]):
-        info = header[name]
-        dtype, size = DTYPES[info["dtype"]]
-        b, e = info["data_offsets"]
-        assert b == end, f"{path}: tensor {name} does not start where the previous one ends"
-        count = math.prod(info["shape"])
-        assert e - b == count * size, f"{path}: tensor {name} has {e - b} bytes for shape {info['shape']}"
-        t = torch.frombuffer(data, dtype=dtype, count=count, offset=b) if count else torch.empty(0, dtype=dtype)
-        tensors[name] = t.reshape(info["shape"]).clone()
-        end = e
-    assert end == len(data), f"{path}: {len(data) - end} trailing bytes"
-    return tensors, metadata, list(header)
+from safetensors_io import read_safetensors  # noqa: E402
 
 
 def main():
     directory = sys.argv[1]
     weights, metadata, names = read_safetensors(os.path.join(directory, "model.safetensors"))
-    assert metadata.get("format") == "hattn", metadata
+    assert metadata is not None and metadata.get("format") == "hattn", metadata
     config = json.loads(metadata["hattn.config"])
     print("hattn.config:", config)
     for name, t in weights.items():
