@@ -58,8 +58,29 @@ void check(bool ok, const Parts&... parts) {
 }
 
 std::unique_ptr<hattn::io::Tokenizer> tokenizer_for(const Preset& p, const Common& c) {
-  return hattn::io::make_tokenizer(p.tokenizer, c.bpe_dir);
+  try {
+    return hattn::io::make_tokenizer(p.tokenizer, c.bpe_dir);
+  } catch (const hattn::Error& e) {
+    if (p.tokenizer != "gpt2") throw;
+    throw hattn::Error(fmt::format("{} (preset '{}' uses GPT-2's BPE: pass --bpe DIR or set HATTN_GPT2_DIR to a "
+                                   "directory with encoder.json and vocab.bpe; scripts/fetch_gpt2_bpe.sh DIR "
+                                   "fetches them)", e.what(), p.name));
+  }
 }
+
+/// True when every weight of `model` is finite.
+template <class Model>
+bool finite_weights(const Model& model) {
+  for (const auto& p : model.parameters())
+    for (Index i = 0; i < p.size(); ++i)
+      if (!std::isfinite(p.value[i])) return false;
+  return true;
+}
+
+/// Thrown from the training callbacks to stop a run whose weights stopped being finite.
+struct Diverged : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 
 /// The preset a checkpoint was made with: its `hattn.preset` metadata, checked against the compiled
 /// preset's shape; without it, the compiled preset of the same shape.
@@ -184,8 +205,11 @@ int run_train(const Preset& preset, TrainArgs a, const Common& common) {
   std::ofstream log(log_path, a.resume.empty() ? std::ios::trunc : std::ios::app);
   const std::map<std::string, std::string> meta{{preset_key, std::string(preset.name)},
                                                 {tokenizer_key, std::string(preset.tokenizer)}};
-  std::int64_t last_saved = trainer.step();
+  std::int64_t last_saved = a.resume.empty() ? 0 : trainer.step();
   auto save = [&] {
+    // Never replace a checkpoint with weights that overflowed: stop instead.
+    if (!finite_weights(model))
+      throw Diverged(fmt::format("the weights are no longer finite after step {}", trainer.step()));
     hattn::save_training_checkpoint(ckpt, model, trainer.state(), meta);
     last_saved = trainer.step();
   };
@@ -232,28 +256,41 @@ int run_train(const Preset& preset, TrainArgs a, const Common& common) {
     std::fflush(stdout);
   };
 
-  const hattn::TrainResult result = trainer.run();
+  hattn::TrainResult result;
+  std::string diverged;
+  try {
+    result = trainer.run();
+  } catch (const Diverged& e) {
+    diverged = e.what();
+  }
   log.flush();
   if (tty) fmt::print("\n");
-  if (result.status != hattn::TrainStatus::completed) {
-    fmt::print(stderr, "hattn: error: {}\n", result.message);
-    if (last_saved > 0 || !a.resume.empty())
-      fmt::print(stderr, "hattn: the last good checkpoint is {} (step {}); nothing later was saved\n",
+  if (!diverged.empty() || result.status != hattn::TrainStatus::completed) {
+    fmt::print(stderr, "hattn: error: {}\n", diverged.empty() ? result.message : diverged);
+    if (last_saved > 0)
+      fmt::print(stderr, "hattn: kept the last checkpoint, {} (step {}, finite weights); nothing later was saved\n",
                  ckpt.string(), last_saved);
+    else
+      fmt::print(stderr, "hattn: no checkpoint was saved\n");
     return exit_diverged;
   }
   save();
   hattn::save_safetensors(model, weights, meta);
-  const auto final_eval = trainer.evaluate();
-  const double bpb = final_eval.loss / std::log(2.0) / bytes_per_token;
+  // The final validation, unless the last step just ran one.
+  if (val_curve.empty() || val_curve.back().first != double(trainer.step())) {
+    const auto e = trainer.evaluate();
+    log << nlohmann::json{{"step", trainer.step()}, {"val_loss", e.loss},
+                          {"val_bits_per_byte", e.loss / std::log(2.0) / bytes_per_token}}.dump()
+        << '\n';
+    val_curve.emplace_back(double(trainer.step()), e.loss);
+  }
+  const double final_loss = val_curve.back().second, bpb = final_loss / std::log(2.0) / bytes_per_token;
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  log << nlohmann::json{{"step", trainer.step()}, {"val_loss", final_eval.loss}, {"val_bits_per_byte", bpb}}.dump() << '\n';
-  val_curve.emplace_back(double(trainer.step()), final_eval.loss);
   hattn::cli::write_line_chart_svg(chart, fmt::format("hattn {}: loss", preset.name), "step",
                                    "cross-entropy (nats per token)",
                                    {{"training", "#1f77b4", train_curve}, {"validation", "#d62728", val_curve}});
   fmt::print("done: {} steps in {}, validation loss {:.4f} = {:.3f} bits per byte\n", trainer.step(),
-             format_duration(seconds), final_eval.loss, bpb);
+             format_duration(seconds), final_loss, bpb);
   fmt::print("wrote {}, {}, {}, {}\n", ckpt.string(), weights.string(), log_path.string(), chart.string());
   fmt::print("sample:\n{}\n", sample(a.sample_tokens));
   return 0;
@@ -280,11 +317,11 @@ int run_generate(const Preset& preset, const GenerateArgs& a, const Common& comm
   const auto ids = prompt_ids(*tok, a.prompt);
   hattn::Tensor<std::int32_t, 2> prompt(1, Index(ids.size()));
   std::copy(ids.begin(), ids.end(), prompt.data());
+  const hattn::SampleOptions options{.max_new_tokens = a.tokens, .temperature = a.temperature, .top_k = a.top_k,
+                                     .top_p = a.top_p, .seed = a.seed, .end_id = tok->eot()};
+  hattn::check_sample_options(options);  // before anything is printed
   std::fwrite(a.prompt.data(), 1, a.prompt.size(), stdout);
-  hattn::generate(model, prompt,
-                  {.max_new_tokens = a.tokens, .temperature = a.temperature, .top_k = a.top_k, .top_p = a.top_p,
-                   .seed = a.seed, .end_id = tok->eot()},
-                  StreamPrinter{*tok});
+  hattn::generate(model, prompt, options, StreamPrinter{*tok});
   std::fputc('\n', stdout);
   return 0;
 }
@@ -292,7 +329,6 @@ int run_generate(const Preset& preset, const GenerateArgs& a, const Common& comm
 struct EvalArgs {
   std::string checkpoint = "runs/tiny/checkpoint.safetensors";
   std::string data;
-  Index batch = 8;
 };
 
 template <hattn::Config C>
@@ -317,6 +353,7 @@ int run_eval(const Preset& preset, const EvalArgs& a, const Common& common) {
     counted += len;
   }
   const double loss = nats / double(counted);
+  check(std::isfinite(loss), "the loss on '", a.data, "' is ", loss, ": the checkpoint's weights are not usable");
   fmt::print("{}: {} tokens, {} bytes\nloss {:.4f} nats per token, perplexity {:.3f}, {:.4f} bits per byte\n",
              a.data, counted, bytes, loss, std::exp(loss), nats / std::log(2.0) / double(bytes));
   return 0;

@@ -102,7 +102,7 @@ inline std::array<std::uint8_t, 3> colormap(double v) {
   return c;
 }
 
-/// Writes a (rows, cols) matrix as a PNG heatmap, each entry a square of pixels (at least 512 pixels
+/// Writes a (rows, cols) matrix as a PNG heatmap, each entry a square of pixels (about 512 pixels
 /// across in all), values scaled by sqrt so that small attention weights stay visible.
 template <class T>
 void write_heatmap_png(const std::filesystem::path& path, const Tensor<T, 2>& m) {

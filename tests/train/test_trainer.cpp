@@ -196,7 +196,7 @@ TEST_CASE("a NaN loss stops training before the update and names the step", "[tr
   CHECK(r.status == hattn::TrainStatus::non_finite_loss);
   CHECK(r.failed_step == 3);
   CHECK(r.steps == 3);
-  CHECK(r.message == "Trainer: loss is nan at step 3 (micro-batch 0); the step was not applied");
+  CHECK(r.message == "Trainer: loss is nan in step 4 (micro-batch 0); the step was not applied");
   CHECK(trainer.step() == 3);
   CHECK(trainer.optimizer().steps() == 3);
   // The failed step changed no weight (compared bitwise, NaN included).
@@ -322,7 +322,7 @@ TEST_CASE("a non-finite gradient norm stops training before the update", "[train
   CHECK(r.status == hattn::TrainStatus::non_finite_gradient);
   CHECK(r.failed_step == 2);
   CHECK(r.steps == 2);
-  CHECK(r.message == "Trainer: gradient norm is inf at step 2; the step was not applied");
+  CHECK(r.message == "Trainer: gradient norm is inf in step 3; the step was not applied");
   CHECK(norms == std::vector<double>{0.25, 0.25});  // two micro-batches of weight 1/2 each
   // Two Adam steps under a constant gradient move by lr(0) + lr(1) (up to eps); the third none.
   CHECK(model.value == Approx(1 - trainer.schedule().lr(0) - trainer.schedule().lr(1)).epsilon(1e-6));

@@ -61,6 +61,15 @@ std::int32_t pick_token(const T* logits, Index vocab, const SampleOptions& opt, 
   return order[std::size_t(keep - 1)];  // u * sum rounded up to the total
 }
 
+/// Throws hattn::Error `generate: ...` for options generate() cannot use.
+inline void check_sample_options(const SampleOptions& opt) {
+  detail::require(opt.temperature >= 0 && std::isfinite(opt.temperature), "generate",
+                  "temperature must be >= 0, got ", opt.temperature);
+  detail::require(opt.top_k >= 0, "generate", "top_k must be >= 0, got ", opt.top_k);
+  detail::require(opt.top_p > 0 && opt.top_p <= 1, "generate", "top_p must be in (0, 1], got ", opt.top_p);
+  detail::require(opt.max_new_tokens >= 0, "generate", "max_new_tokens must be >= 0, got ", opt.max_new_tokens);
+}
+
 /// Continues each prompt row of `prompts` (B, T0), all of one length, by up to
 /// opt.max_new_tokens tokens and returns the new tokens of every row (B lists). `on_token(b, id)`
 /// is called as each token is chosen (e.g. to stream it to a terminal). The model sees at most its
@@ -72,11 +81,7 @@ std::vector<std::vector<std::int32_t>> generate(
     const std::function<void(Index, std::int32_t)>& on_token = {}) {
   detail::require(prompts.dim(0) >= 1 && prompts.dim(1) >= 1, "generate", "the prompt has no tokens: ",
                   prompts.shape());
-  detail::require(opt.temperature >= 0 && std::isfinite(opt.temperature), "generate",
-                  "temperature must be >= 0, got ", opt.temperature);
-  detail::require(opt.top_k >= 0, "generate", "top_k must be >= 0, got ", opt.top_k);
-  detail::require(opt.top_p > 0 && opt.top_p <= 1, "generate", "top_p must be in (0, 1], got ", opt.top_p);
-  detail::require(opt.max_new_tokens >= 0, "generate", "max_new_tokens must be >= 0, got ", opt.max_new_tokens);
+  check_sample_options(opt);
   const Index B = prompts.dim(0), V = model.vocab_size(), S = model.sequence_length();
   std::vector<std::vector<std::int32_t>> context(static_cast<std::size_t>(B)), added(static_cast<std::size_t>(B));
   for (Index b = 0; b < B; ++b) context[std::size_t(b)].assign(&prompts(b, 0), &prompts(b, 0) + prompts.dim(1));

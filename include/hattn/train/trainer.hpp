@@ -274,7 +274,7 @@ class Trainer {
       const double loss = double(model_->forward(ids, tgt, options_.dropout));
       if (!std::isfinite(loss))
         return fail(result, TrainStatus::non_finite_loss,
-                    detail::concat("Trainer: loss is ", loss, " at step ", info.step, " (micro-batch ", i,
+                    detail::concat("Trainer: loss is ", loss, " in step ", info.step + 1, " (micro-batch ", i,
                                    "); the step was not applied"));
       // The batch's mean CE is sum_i (n_i / N) mean_i: weight each micro-batch's gradient by its
       // share of the counted targets; backward adds, so the gradients accumulate in place.
@@ -285,7 +285,7 @@ class Trainer {
     info.grad_norm = clip_grad_norm(params, options_.clip);
     if (!std::isfinite(info.grad_norm))
       return fail(result, TrainStatus::non_finite_gradient,
-                  detail::concat("Trainer: gradient norm is ", info.grad_norm, " at step ", info.step,
+                  detail::concat("Trainer: gradient norm is ", info.grad_norm, " in step ", info.step + 1,
                                  "; the step was not applied"));
     info.lr = schedule_.lr(info.step);
     optimizer_.set_lr(info.lr);
