@@ -3,6 +3,8 @@
 /// Mean cross-entropy of logits against integer targets, the training objective: the mean over
 /// every row whose target is not ignore_index (-100) of -log softmax(logits[i])[t_i].
 
+#include <Eigen/Core>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -23,6 +25,12 @@ namespace hattn::ops {
 inline constexpr std::int32_t ignore_index = -100;
 
 namespace detail {
+
+/// A row of V entries as an Eigen array, for vectorized exp and reductions.
+template <class T>
+using Row = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+template <class T>
+using ConstRow = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
 
 /// Checks shapes and targets of cross_entropy_forward / _backward and returns the number of rows
 /// whose target is not ignore_index. Nothing has been computed when it throws.
@@ -75,10 +83,13 @@ T cross_entropy_forward(View<const T, 2> logits, View<const std::int32_t, 1> tar
   std::vector<double> row_loss(static_cast<std::size_t>(m), 0.0);  // (M); 0 for ignored rows
   detail::softmax_for_rows(m, v, [&](Index i) {
     const T* xr = logits.data + i * v;  // (V)
-    const T top = *std::max_element(xr, xr + v);
-    double sum = 0;
-    for (Index j = 0; j < v; ++j) sum += std::exp(xr[j] - top);
-    const double log_sum = std::log(sum);
+    const detail::ConstRow<T> x(xr, v);
+    thread_local std::vector<T> buffer;  // (V) exp(x - top); grows once per thread
+    buffer.resize(static_cast<std::size_t>(v));
+    detail::Row<T> e(buffer.data(), v);
+    const T top = x.maxCoeff();
+    e = (x - top).exp();  // Eigen's vectorized exp
+    const double log_sum = std::log(e.template cast<double>().sum());
     lse.data[i] = static_cast<T>(double(top) + log_sum);
     const std::int32_t t = targets.data[i];
     if (t != ignore_index) row_loss[static_cast<std::size_t>(i)] = (double(top) - double(xr[t])) + log_sum;
@@ -109,13 +120,10 @@ void cross_entropy_backward(T dloss, View<const Id<T>, 2> logits,
   detail::softmax_for_rows(m, v, [&](Index i) {
     const std::int32_t t = targets.data[i];
     if (t == ignore_index) return;
-    const T* xr = logits.data + i * v;  // (V)
-    T* gr = dlogits.data + i * v;       // (V)
-    const T l = lse.data[i];
-    for (Index j = 0; j < v; ++j) {
-      const T p = std::exp(xr[j] - l);
-      gr[j] += scale * (j == t ? p - T(1) : p);
-    }
+    const detail::ConstRow<T> x(logits.data + i * v, v);  // (V)
+    detail::Row<T> g(dlogits.data + i * v, v);            // (V)
+    g += scale * (x - lse.data[i]).exp();                 // softmax, recomputed; vectorized exp
+    g[t] -= scale;
   });
 }
 
