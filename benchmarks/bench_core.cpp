@@ -5,26 +5,18 @@
 
 #include <hattn/core/arena.hpp>
 #include <hattn/core/blas.hpp>
-#include <hattn/core/rng.hpp>
+#include <hattn/core/parallel.hpp>
 #include <hattn/core/tensor.hpp>
 #include <hattn/ops/linear.hpp>
+
+#include "bench_common.hpp"
 
 namespace {
 
 using hattn::Index;
 using hattn::View;
-
-template <int R>
-void fill_uniform(View<float, R> v, std::uint64_t seed) {
-  hattn::Generator gen(seed);
-  for (Index i = 0; i < v.size(); ++i) v.data[i] = float(gen.uniform(-1.0, 1.0));
-}
-
-// The "GFLOP" counter: `flops` floating-point operations per iteration, reported as a rate
-// (GFLOP per second of wall-clock time, shown as "GFLOP=<rate>/s").
-benchmark::Counter gflops(double flops) {
-  return benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
-}
+using hattn_bench::fill_uniform;
+using hattn_bench::gflops;
 
 // C (n, n) = A (n, n) B (n, n): one hattn::gemm call per iteration.
 void BM_Sgemm(benchmark::State& state) {
@@ -42,6 +34,16 @@ void BM_Sgemm(benchmark::State& state) {
   state.counters["GFLOP"] = gflops(2.0 * double(n) * double(n) * double(n));
 }
 BENCHMARK(BM_Sgemm)->Arg(256)->Arg(512)->Arg(1024)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The peak every MFU counter divides by (hattn_bench::sgemm_peak: best of four 2048^3 products,
+// measured once per process, or the --hattn_sgemm_peak_gflops value), as a counter.
+void BM_SgemmPeak(benchmark::State& state) {
+  const double peak = hattn_bench::sgemm_peak();
+  for (auto _ : state) benchmark::DoNotOptimize(peak);
+  state.counters["peak_GFLOPs"] = peak * 1e-9;
+  state.counters["threads"] = hattn::max_threads();
+}
+BENCHMARK(BM_SgemmPeak)->Iterations(1);
 
 // The model-like shape: batch 8 x 256 tokens, d_model 256, projected to 3 * d_model (fused Q|K|V).
 constexpr Index linear_m = 8 * 256, linear_k = 256, linear_n = 768;

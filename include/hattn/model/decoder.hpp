@@ -5,6 +5,8 @@
 
 #include <array>
 #include <bit>
+#include <memory>
+#include <mutex>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -149,7 +151,8 @@ class Decoder {
   std::uint64_t step() const { return step_; }
 
   /// Inference: softmax probabilities (B, T, V) for (B, T) `ids`, no dropout, no tape. Const and
-  /// safe to call concurrently; each call uses its own scratch memory.
+  /// safe to call concurrently: each call borrows its own activation arena from a pool that keeps
+  /// them for later calls (memory grows to the largest shape times the peak concurrency).
   /// Throws hattn::Error for the invalid inputs forward() rejects.
   Tensor<T, 3> predict(View<const std::int32_t, 2> ids) const {
     Tensor<T, 3> probs = logits(ids);
@@ -162,8 +165,8 @@ class Decoder {
   Tensor<T, 3> logits(View<const std::int32_t, 2> ids) const {
     validate_ids(ids, "Decoder::predict");
     const Index B = ids.dim(0), T_ = ids.dim(1);
-    Arena<T> values;
-    Acts acts = make_acts(B, T_, values, nullptr, B * padded_length(T_));
+    const ArenaLease lease(*this);
+    Acts acts = make_acts(B, T_, *lease, nullptr, B * padded_length(T_));
     const Var<T, 2> out = run(acts, ids, model::ForwardContext{nullptr, false, seed_, 0, C.heads});
     return real_rows(out.value, B, T_);
   }
@@ -173,8 +176,8 @@ class Decoder {
   Tensor<T, 2> next_token_logits(View<const std::int32_t, 2> ids) const {
     validate_ids(ids, "Decoder::next_token_logits");
     const Index B = ids.dim(0), T_ = ids.dim(1), Tp = padded_length(T_);
-    Arena<T> values;
-    Acts acts = make_acts(B, T_, values, nullptr, B);
+    const ArenaLease lease(*this);
+    Acts acts = make_acts(B, T_, *lease, nullptr, B);
     const Var<T, 2> rows = hidden(acts, ids, model::ForwardContext{nullptr, false, seed_, 0, C.heads});
     Tensor<T, 2> last(B, C.d_model), out(B, vocab_);
     for (Index b = 0; b < B; ++b)
@@ -189,8 +192,8 @@ class Decoder {
   std::vector<AttentionMap<T>> attention_maps(View<const std::int32_t, 2> ids) const {
     validate_ids(ids, "Decoder::attention_maps");
     const Index B = ids.dim(0), T_ = ids.dim(1);
-    Arena<T> values;
-    Acts acts = make_acts(B, T_, values, nullptr, 0);
+    const ArenaLease lease(*this);
+    Acts acts = make_acts(B, T_, *lease, nullptr, 0);
     hidden(acts, ids, model::ForwardContext{nullptr, false, seed_, 0, C.heads});
     std::vector<AttentionMap<T>> maps;
     for (int b = 0; b < Blocks; ++b) {
@@ -231,6 +234,33 @@ class Decoder {
     Var<T, 2> logits;                                 ///< (B * Tp, V)
     View<T, 1> lse;                                   ///< (B * Tp) log-sum-exp of each logit row
     Var<T, 1> loss;                                   ///< (1)
+  };
+
+  /// An inference arena borrowed from the model's pool for one call and returned after it, so
+  /// repeated predict() calls reuse memory (an arena only grows) while concurrent calls each hold
+  /// their own.
+  class ArenaLease {
+   public:
+    explicit ArenaLease(const Decoder& model) : model_(model) {
+      std::lock_guard<std::mutex> lock(model_.pool_mutex_);
+      if (model_.pool_.empty()) {
+        arena_ = std::make_unique<Arena<T>>();
+      } else {
+        arena_ = std::move(model_.pool_.back());
+        model_.pool_.pop_back();
+      }
+    }
+    ~ArenaLease() {
+      std::lock_guard<std::mutex> lock(model_.pool_mutex_);
+      model_.pool_.push_back(std::move(arena_));
+    }
+    ArenaLease(const ArenaLease&) = delete;
+    ArenaLease& operator=(const ArenaLease&) = delete;
+    Arena<T>& operator*() const { return *arena_; }
+
+   private:
+    const Decoder& model_;
+    std::unique_ptr<Arena<T>> arena_;
   };
 
   /// Training memory for one (B, T) shape, reused while the shape stays.
@@ -367,6 +397,8 @@ class Decoder {
   std::vector<Parameter<T>> registry_;     // names and views into values_ / grads_
   Params params_;
   Workspace ws_;
+  mutable std::mutex pool_mutex_;                     // guards pool_
+  mutable std::vector<std::unique_ptr<Arena<T>>> pool_;  // idle inference arenas
 };
 
 }  // namespace hattn

@@ -11,6 +11,7 @@
 #include "hattn/autograd/var.hpp"
 #include "hattn/core/tensor.hpp"
 #include "hattn/model/parameters.hpp"
+#include "hattn/ops/dropout.hpp"
 #include "hattn/ops/linear.hpp"
 
 namespace hattn::model {
