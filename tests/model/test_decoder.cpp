@@ -276,6 +276,12 @@ TEST_CASE("bad input is rejected with an exact message before anything is comput
                       "Decoder::forward: every target is -100: there is nothing to learn from");
   REQUIRE_THROWS_WITH(m.forward(good, Ids(2, 4)), "Decoder::forward: targets (2, 4) do not match ids (2, 5)");
   REQUIRE_THROWS_WITH(m.backward(), "Decoder::backward: no forward pass recorded since the last backward");
+  REQUIRE_THROWS_WITH(m.last_logits(), "Decoder::last_logits: no forward pass yet");
+  m.forward(good, next_tokens(good));
+  REQUIRE(m.last_logits().dimension(2) == 10);
+  m.backward();
+  REQUIRE_THROWS_WITH(m.last_logits(),
+                      "Decoder::last_logits: backward() has replaced the logits by their gradient");
   using Deep = hattn::Decoder<hattn::Config{.levels = 5, .heads = 1, .d_model = 2}>;
   REQUIRE_THROWS_WITH(Deep(4, 31), "Decoder: levels = 5 is too deep for sequence_length = 31 (at most floor(log2(31)) = 4)");
   REQUIRE_NOTHROW(Deep(4, 32));

@@ -471,3 +471,23 @@ TEST_CASE("cross-entropy validates shapes and targets first, with exact messages
                       "(3, 4) (want logits (M, V), targets (M), lse (M), dlogits (M, V) or none)");
   REQUIRE(g == std::vector<float>(m * v, 7.0f));
 }
+
+TEST_CASE("cross-entropy backward in place equals the backward into a zeroed gradient, bitwise",
+          "[cross_entropy]") {
+  const hattn::Index m = 37, v = 301;
+  std::vector<float> logits(m * v);
+  hattn::Generator g(21);
+  for (auto& x : logits) x = float(g.uniform(-4, 4));
+  std::vector<std::int32_t> targets(m);
+  for (hattn::Index i = 0; i < m; ++i) targets[i] = i % 5 == 3 ? -100 : std::int32_t(g.below(v));
+  std::vector<float> lse(m), grads(m * v, 0.0f);
+  const hattn::View<const float, 2> x(logits.data(), m, v);
+  const hattn::View<const std::int32_t, 1> t(targets.data(), m);
+  hattn::ops::cross_entropy_forward<float>(x, t, hattn::View<float, 1>(lse.data(), m));
+  hattn::ops::cross_entropy_backward<float>(0.75f, x, t, hattn::View<const float, 1>(lse.data(), m),
+                                            hattn::View<float, 2>(grads.data(), m, v));
+  std::vector<float> in_place = logits;
+  hattn::ops::cross_entropy_backward_in_place<float>(0.75f, hattn::View<float, 2>(in_place.data(), m, v), t,
+                                                     hattn::View<const float, 1>(lse.data(), m));
+  REQUIRE(in_place == grads);
+}

@@ -55,8 +55,10 @@ class ActivationBuilder {
   /// Sizing only: whether gradients are counted (training layout).
   void set_training(bool on) { sizing_training_ = on; }
 
- private:
+  /// Whether this layout has gradients (training) or not (inference).
   bool training() const { return values_ ? grads_ != nullptr : sizing_training_; }
+
+ private:
 
   ArenaPlan value_plan_, grad_plan_;
   Arena<T>* values_ = nullptr;

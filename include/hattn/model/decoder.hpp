@@ -123,6 +123,7 @@ class Decoder {
       std::copy(&targets(b, 0), &targets(b, 0) + T_, ws.targets.begin() + b * Tp);
     ws.tape.clear();
     ws.grads.zero();
+    logits_consumed_ = false;
     const model::ForwardContext ctx{&ws.tape, dropout, seed_, step_++, C.heads};
     const Var<T, 2> logits = run(ws.acts, View<const std::int32_t, 2>(ws.ids.data(), B, T_), ctx);
     return ops::cross_entropy<T>(&ws.tape, ws.acts.loss, logits,
@@ -137,11 +138,14 @@ class Decoder {
     ws_.acts.loss.grad.data[0] = loss_scale;
     ws_.tape.backward();
     ws_.tape.clear();
+    logits_consumed_ = true;
   }
 
-  /// A copy of the (B, T, V) logits of the last forward().
+  /// A copy of the (B, T, V) logits of the last forward(). Backward replaces the logits by their
+  /// gradient (one buffer instead of two), so read them before backward().
   Tensor<T, 3> last_logits() const {
-    detail::require(ws_.B > 0, "Decoder::last_logits", "no forward pass yet");
+    detail::require(ws_.B > 0 && !logits_consumed_, "Decoder::last_logits",
+                    ws_.B > 0 ? "backward() has replaced the logits by their gradient" : "no forward pass yet");
     return real_rows(ws_.acts.logits.value, ws_.B, ws_.tokens);
   }
 
@@ -231,7 +235,7 @@ class Decoder {
     View<T, 3> emb_dropped_grad;                      ///< (B, T, d)
     Var<T, 3> padded;                                 ///< (B, Tp, d) zero rows appended; if Tp > T
     std::array<model::BlockActs<T, L>, Blocks> blocks;
-    Var<T, 2> logits;                                 ///< (B * Tp, V)
+    Var<T, 2> logits;                                 ///< (B * Tp, V); grad is the same buffer
     View<T, 1> lse;                                   ///< (B * Tp) log-sum-exp of each logit row
     Var<T, 1> loss;                                   ///< (1)
   };
@@ -302,7 +306,9 @@ class Decoder {
     if (Tp != T_) a.padded = ab.take(B, Tp, d);
     for (int b = 0; b < Blocks; ++b) a.blocks[b] = model::make_block_acts<T, L>(ab, B, Tp, d, C.heads);
     if (logit_rows > 0) {
-      a.logits = ab.take(logit_rows, vocab_);
+      // The cross-entropy backward replaces the logits by their gradient: one (rows, V) buffer.
+      const View<T, 2> logits = ab.stat(logit_rows, vocab_);
+      a.logits = {logits, ab.training() ? logits : View<T, 2>()};
       a.lse = ab.stat(logit_rows);
     }
     a.loss = ab.take(1);
@@ -393,6 +399,7 @@ class Decoder {
   Index vocab_, seq_;
   std::uint64_t seed_;
   std::uint64_t step_ = 0;
+  bool logits_consumed_ = false;  // backward() turned the last forward's logits into their gradient
   Arena<T> values_, grads_;                // parameters and their gradients
   std::vector<Parameter<T>> registry_;     // names and views into values_ / grads_
   Params params_;

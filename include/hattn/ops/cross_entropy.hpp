@@ -127,6 +127,43 @@ void cross_entropy_backward(T dloss, View<const Id<T>, 2> logits,
   });
 }
 
+/// The backward of cross_entropy_forward done in place: replaces `logits` by
+/// dloss * d(mean loss)/d(logits), i.e. (dloss / n) * (softmax - onehot) in rows whose target counts
+/// and 0 in ignored rows. The logits are gone afterwards. Use it when the logits' gradient has no
+/// other contributor (a model's head): it saves the second (M, V) tensor a separate gradient
+/// needs, the largest buffer of a large-vocabulary model. Row by row it computes the same floats as
+/// cross_entropy_backward into a zeroed gradient.
+/// requires: the arguments of cross_entropy_forward, lse as that call wrote it.
+template <class T>
+void cross_entropy_backward_in_place(T dloss, View<Id<T>, 2> logits, View<const std::int32_t, 1> targets,
+                                     View<const Id<T>, 1> lse) {
+  const Index count = detail::check_cross_entropy<T>(logits, targets, lse, nullptr,
+                                                     "cross_entropy_backward_in_place");
+  const Index m = logits.dim(0), v = logits.dim(1);
+  const T scale = static_cast<T>(double(dloss) / double(count));
+  detail::softmax_for_rows(m, v, [&](Index i) {
+    detail::Row<T> g(logits.data + i * v, v);  // (V) logits in, gradient out
+    const std::int32_t t = targets.data[i];
+    if (t == ignore_index) {
+      g.setZero();
+      return;
+    }
+    g = T(0) + scale * (g - lse.data[i]).exp();  // as 0 + scale * p in cross_entropy_backward
+    g[t] -= scale;
+  });
+}
+
+/// Tape node of cross_entropy when the logits' gradient shares their memory (see
+/// cross_entropy_backward_in_place); reads dloss like CrossEntropyNode.
+template <class T>
+struct CrossEntropyInPlaceNode {
+  View<const T, 1> dloss;               ///< (1)
+  View<T, 2> logits;                    ///< (M, V) replaced by their gradient
+  View<const std::int32_t, 1> targets;  ///< (M)
+  View<const T, 1> lse;                 ///< (M)
+  void backward() const { cross_entropy_backward_in_place<T>(dloss.data[0], logits, targets, lse); }
+};
+
 /// Tape node of cross_entropy. The loss is the root of the backward pass, so its incoming gradient
 /// is not produced by another node: the node reads it, when backward runs, from the one-element
 /// gradient of the loss (loss.grad[0]), which the caller sets (to 1 for plain training) before
@@ -147,6 +184,8 @@ struct CrossEntropyNode {
 /// backward pass, the recorded node reads its incoming gradient from loss.grad[0] when the tape
 /// is replayed: set loss.grad[0] = 1 (or the loss's weight) before Tape::backward(), otherwise
 /// the gradient of the loss is whatever loss.grad[0] holds (0 gives no gradient).
+/// When logits.grad is logits.value itself, the recorded backward is the in-place one
+/// (cross_entropy_backward_in_place): the logits are replaced by their gradient.
 /// requires: as cross_entropy_forward; loss.value (1); loss.grad (1) when tape is given; lse (M)
 ///           scratch that, with logits.value and targets, stays unchanged until backward has run.
 /// ensures: loss.value[0] and every entry of lse are written.
@@ -161,7 +200,10 @@ T cross_entropy(Tape* tape, Var<T, 1> loss, Var<T, 2> logits, View<const std::in
       loss.grad.present() ? loss.grad.shape() : "none");
   const T value = cross_entropy_forward<T>(logits.value, targets, lse);
   loss.value.data[0] = value;
-  if (tape) tape->record(CrossEntropyNode<T>{loss.grad, logits.value, targets, lse, logits.grad});
+  if (tape && logits.grad.data == logits.value.data)
+    tape->record(CrossEntropyInPlaceNode<T>{loss.grad, logits.value, targets, lse});
+  else if (tape)
+    tape->record(CrossEntropyNode<T>{loss.grad, logits.value, targets, lse, logits.grad});
   return value;
 }
 
