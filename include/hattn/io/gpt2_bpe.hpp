@@ -505,7 +505,7 @@ class Gpt2Bpe final : public Tokenizer {
   /// - `expected a JSON object mapping tokens to ids, got <type>` (type: array, string, ...)
   /// - `token "<t>" has id <json>, expected an integer in [0, <n>)` (n: number of tokens)
   /// - `tokens "<t1>" and "<t2>" both have id <k>`
-  /// - `token "<t>" (id <k>) has character U+XXXX, which is outside GPT-2's byte alphabet`
+  /// - `token "<t>" (id <k>) has character U+<hex>, which is outside GPT-2's byte alphabet`
   /// - `no token for byte 0xNN ("<c>")` (every byte's one-character token must exist)
   /// - `no "<|endoftext|>" token` / `"<|endoftext|>" has id <k>, expected 50256`
   /// or `Gpt2Bpe: '<vocab_bpe>': cannot open: <reason>` / `cannot read: <reason>`, or
