@@ -26,11 +26,6 @@ inline constexpr std::int32_t ignore_index = -100;
 
 namespace detail {
 
-/// A row of V entries as an Eigen array, for vectorized exp and reductions.
-template <class T>
-using Row = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
-template <class T>
-using ConstRow = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
 
 /// Checks shapes and targets of cross_entropy_forward / _backward and returns the number of rows
 /// whose target is not ignore_index. Nothing has been computed when it throws.

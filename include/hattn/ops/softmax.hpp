@@ -3,7 +3,10 @@
 /// Row-wise softmax over the last dimension, the inference head of the decoder: probabilities over
 /// the vocabulary, y[i, j] = exp(x[i, j] - max_k x[i, k]) / sum_k exp(x[i, k] - max_k x[i, k]).
 
+#include <Eigen/Core>
+
 #include <algorithm>
+#include <limits>
 #include <cmath>
 #include <type_traits>
 
@@ -16,6 +19,12 @@
 namespace hattn::ops {
 
 namespace detail {
+
+/// A row of V entries as an Eigen array, for vectorized exp and reductions.
+template <class T>
+using Row = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+template <class T>
+using ConstRow = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
 
 /// Elements per parallel task of the row-wise ops over (M, V) matrices (softmax, cross-entropy):
 /// enough work to amortize scheduling, small enough to spread a batch over the cores.
@@ -52,17 +61,12 @@ void softmax_forward(View<T, 2> y, View<const Id<T>, 2> x) {
   detail::check_softmax<T>(y, x, "softmax_forward");
   const Index m = x.dim(0), v = x.dim(1);
   detail::softmax_for_rows(m, v, [&](Index i) {
-    const T* xr = x.data + i * v;  // (V)
-    T* yr = y.data + i * v;        // (V)
-    const T top = *std::max_element(xr, xr + v);
-    double sum = 0;
-    for (Index j = 0; j < v; ++j) {
-      const T e = std::exp(xr[j] - top);
-      yr[j] = e;
-      sum += e;
-    }
-    const T inv = static_cast<T>(1.0 / sum);
-    for (Index j = 0; j < v; ++j) yr[j] *= inv;
+    const detail::ConstRow<T> xr(x.data + i * v, v);  // (V)
+    detail::Row<T> yr(y.data + i * v, v);             // (V); may be x itself
+    const T top = xr.maxCoeff();
+    // Eigen's vectorized exp; -inf entries give exactly 0 (Eigen's exp clamps its argument).
+    yr = (xr == -std::numeric_limits<T>::infinity()).select(T(0), (xr - top).exp());
+    yr *= static_cast<T>(1.0 / yr.template cast<double>().sum());
   });
 }
 
