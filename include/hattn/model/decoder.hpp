@@ -169,10 +169,19 @@ class Decoder {
   Tensor<T, 3> logits(View<const std::int32_t, 2> ids) const {
     validate_ids(ids, "Decoder::predict");
     const Index B = ids.dim(0), T_ = ids.dim(1);
+    const Index Tp = padded_length(T_);
     const ArenaLease lease(*this);
-    Acts acts = make_acts(B, T_, *lease, nullptr, B * padded_length(T_));
-    const Var<T, 2> out = run(acts, ids, model::ForwardContext{nullptr, false, seed_, 0, C.heads});
-    return real_rows(out.value, B, T_);
+    Acts acts = make_acts(B, T_, *lease, nullptr, 0);
+    const Var<T, 2> rows = hidden(acts, ids, model::ForwardContext{nullptr, false, seed_, 0, C.heads});
+    // The head writes each sequence's real rows straight into the result: no (B*Tp, V) buffer, no
+    // copy. One product per sequence, so a row's bits depend on its position t only (as in
+    // training, where every sequence starts at a multiple of Tp).
+    Tensor<T, 3> result(B, T_, vocab_);
+    for (Index b = 0; b < B; ++b)
+      ops::linear_forward<T>(View<T, 2>(result.data() + b * T_ * vocab_, T_, vocab_),
+                             View<const T, 2>(rows.value.data + b * Tp * C.d_model, T_, C.d_model),
+                             params_.head_w.value, params_.head_b.value);
+    return result;
   }
 
   /// Inference logits (B, V) of the token after each sequence: the head runs on the last real row
