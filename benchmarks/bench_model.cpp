@@ -1,6 +1,6 @@
 // Whole-model benchmarks for three presets: BM_Predict/<preset> (inference: probabilities for a
-// batch) and BM_TrainStep/<preset> (zero_grad, training forward with dropout, backward, AdamW
-// step). Counters: tokens/s (items_per_second), model GFLOP per step, GFLOP/s and MFU against the
+// batch), BM_TrainStep/<preset> (zero_grad, training forward with dropout, backward, AdamW
+// step) and BM_TrainStepCheckpointed/<preset> (the same with gradient checkpointing). Counters: tokens/s (items_per_second), model GFLOP per step, GFLOP/s and MFU against the
 // measured sgemm peak (bench_common.hpp).
 //
 // Model FLOPs are counted analytically, 2 m n k per matrix product of the model's definition (not
@@ -109,9 +109,10 @@ void BM_Predict(benchmark::State& state, const Preset& p) {
 }
 
 template <hattn::Config C>
-void BM_TrainStep(benchmark::State& state, const Preset& p) {
+void BM_TrainStep(benchmark::State& state, const Preset& p, bool checkpointing) {
   (void)sgemm_peak();
   hattn::Decoder<C> model(p.vocab, p.tokens, /*seed=*/1);
+  model.set_checkpointing(checkpointing);
   hattn::AdamW<float> optimizer(model.parameters(), hattn::AdamWOptions{.lr = 3e-4});
   const Batch batch(p);
   const auto step = [&] {
@@ -133,7 +134,9 @@ void register_preset(const Preset& p, benchmark::IterationCount iterations) {
   for (auto* b : {benchmark::RegisterBenchmark((std::string("BM_Predict/") + p.name).c_str(),
                                                [p](benchmark::State& s) { BM_Predict<C>(s, p); }),
                   benchmark::RegisterBenchmark((std::string("BM_TrainStep/") + p.name).c_str(),
-                                               [p](benchmark::State& s) { BM_TrainStep<C>(s, p); })}) {
+                                               [p](benchmark::State& s) { BM_TrainStep<C>(s, p, false); }),
+                  benchmark::RegisterBenchmark((std::string("BM_TrainStepCheckpointed/") + p.name).c_str(),
+                                               [p](benchmark::State& s) { BM_TrainStep<C>(s, p, true); })}) {
     b->Unit(benchmark::kMillisecond)->UseRealTime();
     if (n > 0) b->Iterations(n);
   }

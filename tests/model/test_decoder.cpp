@@ -47,13 +47,18 @@ std::vector<typename Model::Scalar> all_grads(const Model& m) {
   return g;
 }
 
+// Central differences against backward(), with dropout off or on (fixed masks: each forward
+// reuses step 4) and with or without gradient checkpointing.
 template <hattn::Config C>
-void check_model_gradients(Index V, Index S, Index B, Index T) {
+void check_model_gradients(Index V, Index S, Index B, Index T, bool dropout = false,
+                           bool checkpointing = false) {
   hattn::Decoder<C, double> m(V, S, 7);
+  m.set_checkpointing(checkpointing);
   perturb_norms(m, 8);
   const Ids ids = random_ids(B, T, V, 9), targets = next_tokens(ids);
   m.zero_grad();
-  m.forward(ids, targets, false);
+  m.set_step(4);
+  m.forward(ids, targets, dropout);
   m.backward();
   hattn::Generator pick(10);
   double worst = 0;
@@ -63,9 +68,11 @@ void check_model_gradients(Index V, Index S, Index B, Index T) {
       const Index i = Index(pick.below(std::uint64_t(p.size())));
       const double keep = p.value[i], h = 1e-5;
       p.value[i] = keep + h;
-      const double lp = m.forward(ids, targets, false);
+      m.set_step(4);
+      const double lp = m.forward(ids, targets, dropout);
       p.value[i] = keep - h;
-      const double lm = m.forward(ids, targets, false);
+      m.set_step(4);
+      const double lm = m.forward(ids, targets, dropout);
       p.value[i] = keep;
       const double numeric = (lp - lm) / (2 * h), analytic = p.grad[i];
       const double err = std::abs(numeric - analytic) / std::max({std::abs(numeric), std::abs(analytic), 1e-3});
@@ -129,6 +136,79 @@ TEST_CASE("whole-model gradients pass central differences in double", "[decoder]
   check_model_gradients<hattn::Config{.levels = 1, .heads = 2, .d_model = 8}>(11, 8, 2, 7);
   check_model_gradients<hattn::Config{.levels = 2, .heads = 1, .d_model = 6, .node_mask = NodeMask::full}>(9, 16, 1, 13);
   check_model_gradients<hattn::Config{.levels = 2, .heads = 2, .d_model = 4, .blocks = 2}>(7, 8, 2, 8);
+}
+
+TEST_CASE("gradients with dropout and with checkpointing pass central differences in double",
+          "[decoder][gradcheck][checkpoint]") {
+  constexpr hattn::Config one{.levels = 1, .heads = 2, .d_model = 8};
+  constexpr hattn::Config three{.levels = 3, .heads = 1, .d_model = 4, .blocks = 2};
+  check_model_gradients<one>(11, 8, 2, 7, true, false);
+  check_model_gradients<one>(11, 8, 2, 7, false, true);
+  check_model_gradients<one>(11, 8, 2, 7, true, true);
+  check_model_gradients<three>(7, 16, 2, 13, true, true);
+}
+
+namespace {
+
+// Loss, logits and every gradient of two accumulated steps (dropout on, a padded length), with
+// gradient checkpointing on or off.
+template <hattn::Config C, class T>
+std::vector<T> checkpoint_run(bool checkpointing, Index V, Index B, Index len) {
+  hattn::Decoder<C, T> m(V, 64, 31);
+  perturb_norms(m, 32);
+  m.set_checkpointing(checkpointing);
+  const Ids ids = random_ids(B, len, V, 33), targets = next_tokens(ids);
+  const Ids other = random_ids(B, len, V, 34);
+  std::vector<T> out;
+  m.zero_grad();
+  m.set_step(6);
+  out.push_back(m.forward(ids, targets, true));
+  const auto logits = m.last_logits();
+  out.insert(out.end(), logits.data(), logits.data() + logits.size());
+  m.backward(T(0.5));
+  out.push_back(m.forward(other, next_tokens(other), true));  // accumulates into the same grads
+  m.backward(T(0.5));
+  const auto g = all_grads(m);
+  out.insert(out.end(), g.begin(), g.end());
+  return out;
+}
+
+template <hattn::Config C, class T>
+void check_checkpointing(Index V, Index B, Index len) {
+  const auto plain = checkpoint_run<C, T>(false, V, B, len);
+  const auto checkpointed = checkpoint_run<C, T>(true, V, B, len);
+  INFO("levels " << C.levels << ", blocks " << C.blocks << ", T = " << len);
+  REQUIRE(plain.size() == checkpointed.size());
+  Index differ = 0;
+  for (std::size_t i = 0; i < plain.size(); ++i) differ += plain[i] != checkpointed[i];
+  REQUIRE(differ == 0);
+}
+
+}  // namespace
+
+TEST_CASE("gradient checkpointing gives bitwise the same loss, logits and gradients", "[decoder][checkpoint]") {
+  check_checkpointing<hattn::Config{.levels = 1, .heads = 2, .d_model = 16}, float>(37, 3, 29);
+  check_checkpointing<hattn::Config{.levels = 2, .heads = 4, .d_model = 32, .blocks = 2}, float>(37, 2, 64);
+  check_checkpointing<hattn::Config{.levels = 3, .heads = 2, .d_model = 16, .node_mask = NodeMask::full},
+                      float>(37, 2, 45);
+  check_checkpointing<hattn::Config{.levels = 2, .heads = 2, .d_model = 8}, double>(19, 2, 30);
+
+  // Switching it on and off between steps re-lays the workspace and changes nothing.
+  constexpr hattn::Config cfg{.levels = 2, .heads = 2, .d_model = 16};
+  hattn::Decoder<cfg> m(23, 32, 3);
+  const Ids ids = random_ids(2, 32, 23, 4), targets = next_tokens(ids);
+  std::vector<std::vector<float>> runs;
+  for (bool on : {false, true, false}) {
+    m.set_checkpointing(on);
+    REQUIRE(m.checkpointing() == on);
+    m.zero_grad();
+    m.set_step(2);
+    m.forward(ids, targets, true);
+    m.backward();
+    runs.push_back(all_grads(m));
+  }
+  REQUIRE(runs[0] == runs[1]);
+  REQUIRE(runs[0] == runs[2]);
 }
 
 namespace {

@@ -45,35 +45,46 @@ BlockParams<T, L> make_block(ParameterBuilder<T>& pb, const std::string& prefix,
 template <class T, int L>
 struct BlockActs {
   HierActs<T, L> ha1, ha2;
-  Var<T, 2> res1, a1;          ///< (N, d) x + HA1(x), then LN1
+  Var<T, 2> res1, a1;          ///< (N, d) x + HA1(x) (gradient in a span), then LN1
   View<T, 1> mean1, rstd1;     ///< (N)
-  Var<T, 2> res2, a2;          ///< (N, d) a1 + HA2(a1), then LN2
+  View<T, 1> res1_span;        ///< res1's gradient, flat: cleared before LN1's backward
+  Var<T, 2> res2, a2;          ///< (N, d) a1 + HA2(a1) (gradient in a span), then LN2
   View<T, 1> mean2, rstd2;     ///< (N)
-  Var<T, 2> hidden;            ///< (N, 4d) W1 a2 + b1; ReLU applies in place
+  View<T, 1> res2_span;        ///< res2's gradient, flat
+  Var<T, 2> hidden;            ///< (N, 4d) W1 a2 + b1; ReLU applies in place; gradient in the span
   View<T, 2> relu_grad;        ///< (N, 4d) gradient of the ReLU output
-  Var<T, 2> ff;                ///< (N, d) W2 relu(...) + b2
+  Var<T, 2> ff;                ///< (N, d) W2 relu(...) + b2; transient
+  View<T, 1> ff_span;          ///< the feed-forward's gradients, flat: cleared before its backward
   Var<T, 2> res3, out;         ///< (N, d) a2 + ff, then LN3: the block's output
   View<T, 1> mean3, rstd3;     ///< (N)
 };
 
-/// Takes a block's activations for B sequences of Tp rows.
+/// Takes a block's activations for B sequences of Tp rows; `checkpoint`: the hierarchies' values
+/// are recomputed in backward (see make_hier_acts).
 template <class T, int L>
-BlockActs<T, L> make_block_acts(ActivationBuilder<T>& ab, Index B, Index Tp, Index d, Index heads) {
+BlockActs<T, L> make_block_acts(ActivationBuilder<T>& ab, Index B, Index Tp, Index d, Index heads,
+                                bool checkpoint = false) {
   BlockActs<T, L> a;
   const Index N = B * Tp;
-  a.ha1 = make_hier_acts<T, L>(ab, B, Tp, d, heads);
-  a.res1 = ab.take(N, d);
+  a.ha1 = make_hier_acts<T, L>(ab, B, Tp, d, heads, checkpoint);
+  ab.begin_span();
+  a.res1 = ab.local(N, d);
+  a.res1_span = ab.span_grads();
   a.a1 = ab.take(N, d);
   a.mean1 = ab.stat(N);
   a.rstd1 = ab.stat(N);
-  a.ha2 = make_hier_acts<T, L>(ab, B, Tp, d, heads);
-  a.res2 = ab.take(N, d);
+  a.ha2 = make_hier_acts<T, L>(ab, B, Tp, d, heads, checkpoint);
+  ab.begin_span();
+  a.res2 = ab.local(N, d);
+  a.res2_span = ab.span_grads();
   a.a2 = ab.take(N, d);
   a.mean2 = ab.stat(N);
   a.rstd2 = ab.stat(N);
-  a.hidden = ab.take(N, 4 * d);
-  a.relu_grad = ab.take_grad(N, 4 * d);
-  a.ff = ab.take(N, d);
+  ab.begin_span();
+  a.hidden = ab.local(N, 4 * d);
+  a.relu_grad = ab.span_grad(N, 4 * d);
+  a.ff = ab.transient(N, d);
+  a.ff_span = ab.span_grads();
   a.res3 = ab.take(N, d);
   a.out = ab.take(N, d);
   a.mean3 = ab.stat(N);
@@ -94,11 +105,15 @@ Var<T, 2> block_forward(const BlockParams<T, L>& p, BlockActs<T, L>& a, Var<T, 2
   Tape* tape = ctx.tape;
   const Var<T, 2> h1 = hier_forward<T, L, NM>(p.ha1, a.ha1, x, Tp, ctx, site);
   ops::residual<T>(tape, flat(a.res1), flat(x), flat(h1));
+  clear_on_backward(tape, h1.grad);  // a relay: cleared after HA2's backward, before this one's
   ops::layernorm<T>(tape, a.a1, a.mean1, a.rstd1, a.res1, p.norm1.w, p.norm1.b);
+  clear_on_backward(tape, a.res1_span);
 
   const Var<T, 2> h2 = hier_forward<T, L, NM>(p.ha2, a.ha2, a.a1, Tp, ctx, site + L + 1);
   ops::residual<T>(tape, flat(a.res2), flat(a.a1), flat(h2));
+  clear_on_backward(tape, h2.grad);
   ops::layernorm<T>(tape, a.a2, a.mean2, a.rstd2, a.res2, p.norm2.w, p.norm2.b);
+  clear_on_backward(tape, a.res2_span);
 
   // Feed-forward; ReLU in place (its backward reads the output's sign, the same as the input's).
   ops::linear<T>(tape, a.hidden, a.a2, p.w1, p.b1);
@@ -106,6 +121,7 @@ Var<T, 2> block_forward(const BlockParams<T, L>& p, BlockActs<T, L>& a, Var<T, 2
   ops::relu<T>(tape, flat(relu), flat(a.hidden));
   ops::linear<T>(tape, a.ff, relu, p.w2, p.b2);
   ops::residual<T>(tape, flat(a.res3), flat(a.a2), flat(a.ff));
+  clear_on_backward(tape, a.ff_span);
   ops::layernorm<T>(tape, a.out, a.mean3, a.rstd3, a.res3, p.norm3.w, p.norm3.b);
   return a.out;
 }

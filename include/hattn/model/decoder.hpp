@@ -122,9 +122,11 @@ class Decoder {
     for (Index b = 0; b < B; ++b)  // padding rows' targets stay -100
       std::copy(&targets(b, 0), &targets(b, 0) + T_, ws.targets.begin() + b * Tp);
     ws.tape.clear();
-    ws.grads.zero();
+    // Gradients outside the permanent region are cleared on the tape, just before their use.
+    std::fill_n(ws.grads.data(), ws.permanent_grads, T(0));
     logits_consumed_ = false;
-    const model::ForwardContext ctx{&ws.tape, dropout, seed_, step_++, C.heads};
+    const model::ForwardContext ctx{&ws.tape, dropout, seed_, step_++, C.heads,
+                                    checkpointing_ ? &ws.recompute : nullptr};
     const Var<T, 2> logits = run(ws.acts, View<const std::int32_t, 2>(ws.ids.data(), B, T_), ctx);
     return ops::cross_entropy<T>(&ws.tape, ws.acts.loss, logits,
                                  View<const std::int32_t, 1>(ws.targets.data(), B * Tp), ws.acts.lse);
@@ -148,6 +150,14 @@ class Decoder {
                     ws_.B > 0 ? "backward() has replaced the logits by their gradient" : "no forward pass yet");
     return real_rows(ws_.acts.logits.value, ws_.B, ws_.tokens);
   }
+
+  /// Gradient checkpointing: when on, forward() keeps only each hierarchical attention's input
+  /// and output, and backward() recomputes the hierarchy's activations before its backward pass.
+  /// Gradients, loss and logits are bitwise the same either way; memory drops by about the
+  /// activations of all hierarchies but one, time rises by about one hierarchy forward pass each.
+  void set_checkpointing(bool on) { checkpointing_ = on; }
+  /// Whether gradient checkpointing is on.
+  bool checkpointing() const { return checkpointing_; }
 
   /// Dropout masks depend on (seed, step); forward() advances the step. Set it to resume exactly.
   void set_step(std::uint64_t step) { step_ = step; }
@@ -279,11 +289,14 @@ class Decoder {
   /// Training memory for one (B, T) shape, reused while the shape stays.
   struct Workspace {
     Index B = 0, tokens = 0;  // the shape it is laid out for
+    bool checkpointing = false;  // and whether the hierarchies' values are recomputed
     Arena<T> values, grads;
+    Index permanent_grads = 0;  // leading elements of grads zeroed at the start of a step
     Acts acts;
     std::vector<std::int32_t> ids;      // (B * T) copy the tape refers to
     std::vector<std::int32_t> targets;  // (B * Tp) copy, -100 on padding rows
     Tape tape;
+    Tape recompute;  // a checkpointed hierarchy's recomputation
   };
 
   Params build(ParameterBuilder<T>& pb) {
@@ -306,14 +319,15 @@ class Decoder {
   }
 
   /// `logit_rows`: rows of the logits buffer (B * Tp for a full pass, fewer or none otherwise).
-  Acts layout(model::ActivationBuilder<T>& ab, Index B, Index T_, Index logit_rows) const {
+  Acts layout(model::ActivationBuilder<T>& ab, Index B, Index T_, Index logit_rows, bool checkpoint) const {
     constexpr Index d = C.d_model;
     const Index Tp = padded_length(T_);
     Acts a;
     a.emb = ab.take(B, T_, d);
     a.emb_dropped_grad = ab.take_grad(B, T_, d);
     if (Tp != T_) a.padded = ab.take(B, Tp, d);
-    for (int b = 0; b < Blocks; ++b) a.blocks[b] = model::make_block_acts<T, L>(ab, B, Tp, d, C.heads);
+    for (int b = 0; b < Blocks; ++b)
+      a.blocks[b] = model::make_block_acts<T, L>(ab, B, Tp, d, C.heads, checkpoint);
     if (logit_rows > 0) {
       // The cross-entropy backward replaces the logits by their gradient: one (rows, V) buffer.
       const View<T, 2> logits = ab.stat(logit_rows, vocab_);
@@ -324,20 +338,22 @@ class Decoder {
     return a;
   }
 
-  /// Sizes `values` (and `grads`, in training) for a (B, T) pass and lays the activations out.
-  Acts make_acts(Index B, Index T_, Arena<T>& values, Arena<T>* grads, Index logit_rows) const {
-    model::ActivationBuilder<T> sizing;
-    sizing.set_training(grads != nullptr);
-    layout(sizing, B, T_, logit_rows);
-    values.reserve(sizing.values_total());
-    if (grads) grads->reserve(sizing.grads_total());
-    model::ActivationBuilder<T> ab(values, grads);
-    return layout(ab, B, T_, logit_rows);
+  /// Sizes `values` (and `grads`, in training) for a (B, T) pass and lays the activations out;
+  /// `permanent_grads`, if given, receives the size of the gradients zeroed at each step.
+  Acts make_acts(Index B, Index T_, Arena<T>& values, Arena<T>* grads, Index logit_rows,
+                 bool checkpoint = false, Index* permanent_grads = nullptr) const {
+    model::ActivationBuilder<T> sizing(grads != nullptr);
+    layout(sizing, B, T_, logit_rows, checkpoint);
+    if (permanent_grads) *permanent_grads = sizing.permanent_grads();
+    model::ActivationBuilder<T> ab(sizing, values, grads);
+    return layout(ab, B, T_, logit_rows, checkpoint);
   }
 
   Workspace& workspace(Index B, Index T_) {
-    if (ws_.B != B || ws_.tokens != T_) {
-      ws_.acts = make_acts(B, T_, ws_.values, &ws_.grads, B * padded_length(T_));
+    if (ws_.B != B || ws_.tokens != T_ || ws_.checkpointing != checkpointing_) {
+      ws_.acts = make_acts(B, T_, ws_.values, &ws_.grads, B * padded_length(T_), checkpointing_,
+                           &ws_.permanent_grads);
+      ws_.checkpointing = checkpointing_;
       ws_.ids.assign(std::size_t(B * T_), 0);
       ws_.targets.assign(std::size_t(B * padded_length(T_)), ignore_index);
       ws_.B = B;
@@ -408,7 +424,8 @@ class Decoder {
   Index vocab_, seq_;
   std::uint64_t seed_;
   std::uint64_t step_ = 0;
-  bool logits_consumed_ = false;  // backward() turned the last forward's logits into their gradient
+  bool logits_consumed_ = false;
+  bool checkpointing_ = false;  // backward() turned the last forward's logits into their gradient
   Arena<T> values_, grads_;                // parameters and their gradients
   std::vector<Parameter<T>> registry_;     // names and views into values_ / grads_
   Params params_;

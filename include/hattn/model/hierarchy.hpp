@@ -41,7 +41,7 @@ HierParams<T, L> make_hier(ParameterBuilder<T>& pb, const std::string& prefix, I
 }
 
 /// Activations of one tree level over M padded rows (Mh = M / 2 rows per side, P sibling pairs
-/// of S rows each).
+/// of S rows each). Gradients other than the output's live in the level's span.
 template <class T>
 struct LevelActs {
   Var<T, 2> left, right;    ///< (Mh, d) the pairs' left and right halves, gathered
@@ -50,54 +50,69 @@ struct LevelActs {
   Var<T, 2> att;            ///< (Mh, d) attention output, heads side by side
   View<T, 3> lse;           ///< (P, h, S) log-sum-exp of each score row
   Var<T, 2> proj;           ///< (Mh, d) output projection
-  Var<T, 2> norm;           ///< (Mh, d) LayerNorm output (dropout applies in place)
+  Var<T, 2> norm;           ///< (Mh, d) LayerNorm output (dropout applies in place); transient
   View<T, 1> mean, rstd;    ///< (Mh) LayerNorm statistics
   View<T, 2> dropped_grad;  ///< (Mh, d) gradient of the dropout output
-  Var<T, 2> out;            ///< (M, d) [left ; new right] per pair: the level's output
+  Var<T, 2> out;            ///< (M, d) [left ; new right] per pair: the level's output (a relay)
+  View<T, 1> span;          ///< every gradient above but out's, flat: cleared before the backward
 };
 
 /// Activations of one hierarchical attention over M = B * Tp rows (each sequence padded to Tp).
+/// The leaves' output is relay 0, level l's output relay (l + 1) % 2; the last level's output
+/// is the hierarchy's.
 template <class T, int L>
 struct HierActs {
   Var<T, 2> qkv;                     ///< (M, 3d) leaf queries | keys | values, M = B * Tp
   Var<T, 2> att;                     ///< (M, d) leaf attention output
   View<T, 3> lse;                    ///< (B * 2^L, h, C) leaf log-sum-exps
   Var<T, 2> proj;                    ///< (M, d)
-  Var<T, 2> norm;                    ///< (M, d) leaf LayerNorm output (dropout in place)
+  View<T, 2> norm_grad;              ///< (M, d) gradient of the LayerNorm output under dropout
   View<T, 1> mean, rstd;             ///< (M)
-  View<T, 2> dropped_grad;           ///< (M, d)
+  Var<T, 2> out;                     ///< (M, d) the leaves' output: LayerNorm, dropout in place
+  View<T, 1> span;                   ///< the leaf gradients but out's, flat
   std::array<LevelActs<T>, L> levels;
+
+  /// The hierarchy's output (M, d).
+  Var<T, 2> output() const { return levels[L - 1].out; }
 };
 
-/// Takes the activations of a hierarchical attention over B sequences of Tp rows.
+/// Takes the activations of a hierarchical attention over B sequences of Tp rows. With
+/// `checkpoint`, the values a backward pass reads go to the recompute region.
 template <class T, int L>
-HierActs<T, L> make_hier_acts(ActivationBuilder<T>& ab, Index B, Index Tp, Index d, Index heads) {
+HierActs<T, L> make_hier_acts(ActivationBuilder<T>& ab, Index B, Index Tp, Index d, Index heads,
+                              bool checkpoint = false) {
   HierActs<T, L> a;
   const Index M = B * Tp, C = Tp >> L;
-  a.qkv = ab.take(M, 3 * d);
-  a.att = ab.take(M, d);
+  ab.set_recompute(checkpoint);
+  ab.begin_span();
+  a.qkv = ab.local(M, 3 * d);
+  a.att = ab.local(M, d);
   a.lse = ab.stat(B << L, heads, C);
-  a.proj = ab.take(M, d);
-  a.norm = ab.take(M, d);
+  a.proj = ab.local(M, d);
+  a.norm_grad = ab.span_grad(M, d);
   a.mean = ab.stat(M);
   a.rstd = ab.stat(M);
-  a.dropped_grad = ab.take_grad(M, d);
+  a.span = ab.span_grads();
+  a.out = ab.relay(0, M, d);
   for (int l = 0; l < L; ++l) {
     LevelActs<T>& v = a.levels[l];
     const Index Mh = M / 2, S = C << l, P = M / (2 * S);
-    v.left = ab.take(Mh, d);
-    v.right = ab.take(Mh, d);
-    v.q = ab.take(Mh, d);
-    v.kv = ab.take(Mh, 2 * d);
-    v.att = ab.take(Mh, d);
+    ab.begin_span();
+    v.left = ab.local(Mh, d);
+    v.right = ab.local(Mh, d);
+    v.q = ab.local(Mh, d);
+    v.kv = ab.local(Mh, 2 * d);
+    v.att = ab.local(Mh, d);
     v.lse = ab.stat(P, heads, S);
-    v.proj = ab.take(Mh, d);
-    v.norm = ab.take(Mh, d);
+    v.proj = ab.local(Mh, d);
+    v.norm = ab.transient(Mh, d);
     v.mean = ab.stat(Mh);
     v.rstd = ab.stat(Mh);
-    v.dropped_grad = ab.take_grad(Mh, d);
-    v.out = ab.take(M, d);
+    v.dropped_grad = ab.span_grad(Mh, d);
+    v.span = ab.span_grads();
+    v.out = ab.relay((l + 1) % 2, M, d);
   }
+  ab.set_recompute(false);
   return a;
 }
 
@@ -140,19 +155,24 @@ Var<T, 2> tree_levels(const HierParams<T, L>& p, HierActs<T, L>& a, Var<T, 2> y,
     // [left ; new right]: the left half passes through unchanged.
     ops::copy_rows<T>(ctx.tape, side(v.out, S, 0), side(y, S, 0));
     ops::copy_rows<T>(ctx.tape, side(v.out, S, 1), blocks(right, S, 0, d));
+    // Backward clears the level's span and its input's gradient (a relay only this level adds
+    // into) before running the ops above.
+    clear_on_backward(ctx.tape, v.span);
+    clear_on_backward(ctx.tape, y.grad);
     return tree_levels<T, L, NM, l + 1>(p, a, v.out, C, ctx, site);
   }
 }
 
 }  // namespace detail
 
-/// Forward pass of one hierarchical attention on x (M, d): B sequences of Tp rows, Tp a multiple
-/// of 2^L (the caller pads). Returns the output (M, d). Padding rows sit at the end of each
-/// sequence, so no real row reads one: the leaf mask is causal and every left sibling precedes
-/// its right sibling. `site` numbers this HA's dropout sites (L + 1 of them).
+/// Forward pass of one hierarchical attention on x (M, d), every op recorded on ctx.tape: B
+/// sequences of Tp rows, Tp a multiple of 2^L (the caller pads). Returns the output (M, d), a
+/// relay whose gradient the caller clears before its backward adds into it. Padding rows sit at
+/// the end of each sequence, so no real row reads one: the leaf mask is causal and every left
+/// sibling precedes its right sibling. `site` numbers this HA's dropout sites (L + 1 of them).
 template <class T, int L, NodeMask NM>
-Var<T, 2> hier_forward(const HierParams<T, L>& p, HierActs<T, L>& a, Var<T, 2> x, Index Tp,
-                       const ForwardContext& ctx, std::uint64_t site) {
+Var<T, 2> hier_forward_recorded(const HierParams<T, L>& p, HierActs<T, L>& a, Var<T, 2> x, Index Tp,
+                                const ForwardContext& ctx, std::uint64_t site) {
   const Index d = x.value.dim(1), C = Tp >> L;
 
   // Leaf: one fused Q|K|V GEMM over every row, causal attention inside each chunk of C rows.
@@ -160,9 +180,49 @@ Var<T, 2> hier_forward(const HierParams<T, L>& p, HierActs<T, L>& a, Var<T, 2> x
   ops::attention<T>(ctx.tape, blocks(a.att, C, 0, d), blocks(a.qkv, C, 0, d), blocks(a.qkv, C, d, d),
                     blocks(a.qkv, C, 2 * d, d), a.lse, ctx.heads, ops::Mask::causal);
   ops::linear<T>(ctx.tape, a.proj, a.att, p.leaf.wo, p.leaf.bo);
-  ops::layernorm<T>(ctx.tape, a.norm, a.mean, a.rstd, a.proj, p.leaf_norm.w, p.leaf_norm.b);
-  const Var<T, 2> leaves = maybe_dropout(ctx, a.norm, a.dropped_grad, site);
+  // The LayerNorm writes the leaves' output; under dropout its gradient is a separate buffer.
+  const Var<T, 2> normed = ctx.dropout ? Var<T, 2>{a.out.value, a.norm_grad} : a.out;
+  ops::layernorm<T>(ctx.tape, normed, a.mean, a.rstd, a.proj, p.leaf_norm.w, p.leaf_norm.b);
+  const Var<T, 2> leaves = maybe_dropout(ctx, normed, a.out.grad, site);
+  clear_on_backward(ctx.tape, a.span);
   return detail::tree_levels<T, L, NM, 0>(p, a, leaves, C, ctx, site);
+}
+
+/// Tape node of a checkpointed hierarchical attention: its backward recomputes the hierarchy's
+/// forward pass on a tape of its own (the same ops, masks and buffers as without checkpointing,
+/// so the gradients are bitwise the same) and runs that tape backward.
+template <class T, int L, NodeMask NM>
+struct HierCheckpointNode {
+  const HierParams<T, L>* p = nullptr;
+  HierActs<T, L>* a = nullptr;
+  Var<T, 2> x;           // (M, d) the hierarchy's input, kept by the caller
+  Index Tp = 0;
+  ForwardContext ctx;    // as in the forward pass; ctx.recompute is the tape to recompute on
+  std::uint64_t site = 0;
+  void backward() const {
+    Tape& tape = *ctx.recompute;
+    tape.clear();
+    ForwardContext c = ctx;
+    c.tape = &tape;
+    c.recompute = nullptr;
+    hier_forward_recorded<T, L, NM>(*p, *a, x, Tp, c, site);
+    tape.backward();
+    tape.clear();
+  }
+};
+
+/// Forward pass of one hierarchical attention (see hier_forward_recorded). When ctx.recompute is
+/// set (gradient checkpointing, with activations laid out by make_hier_acts(..., true)), it runs
+/// without recording and records one HierCheckpointNode instead.
+template <class T, int L, NodeMask NM>
+Var<T, 2> hier_forward(const HierParams<T, L>& p, HierActs<T, L>& a, Var<T, 2> x, Index Tp,
+                       const ForwardContext& ctx, std::uint64_t site) {
+  if (!ctx.tape || !ctx.recompute) return hier_forward_recorded<T, L, NM>(p, a, x, Tp, ctx, site);
+  ForwardContext plain = ctx;
+  plain.tape = nullptr;
+  const Var<T, 2> y = hier_forward_recorded<T, L, NM>(p, a, x, Tp, plain, site);
+  ctx.tape->record(HierCheckpointNode<T, L, NM>{&p, &a, x, Tp, ctx, site});
+  return y;
 }
 
 }  // namespace hattn::model

@@ -140,6 +140,8 @@ struct ForwardContext {
   std::uint64_t seed = 0;     ///< dropout masks: Philox key
   std::uint64_t step = 0;     ///< dropout masks: the step, so every step draws new masks
   Index heads = 1;            ///< attention heads
+  Tape* recompute = nullptr;  ///< gradient checkpointing: the tape a hierarchy's backward
+                              ///< recomputes its forward pass on; null: activations are kept
 
   /// The Philox stream of dropout site `site` at this step.
   std::uint64_t stream(std::uint64_t site) const { return step << 20 | site; }
