@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -98,6 +99,17 @@ TEST_CASE("relu backward adds dy where x > 0, and the output gives the same mask
     ops::relu_backward<double>(c1(dy), c1(y), v1(dx_from_y));
     REQUIRE(dx_from_y == dx);
   }
+  // In place (the gradient buffer holds dy and becomes dx): bitwise what a zeroed dx receives.
+  for (Index n : sizes) {
+    auto x = test::uniform(n, 5), dy = test::uniform(n, 6);
+    x[0] = 0.0;
+    x[n - 1] = -0.0;
+    std::vector<float> xf(x.begin(), x.end()), g(dy.begin(), dy.end()), dx(std::size_t(n), 0.0f);
+    ops::relu_backward<float>(c1(g), c1(xf), v1(dx));
+    ops::relu_forward<float>(v1(xf), c1(xf));
+    ops::relu_backward_in_place<float>(v1(g), c1(xf));
+    REQUIRE(std::memcmp(g.data(), dx.data(), dx.size() * sizeof(float)) == 0);
+  }
   // An infinite dy where the unit is off adds 0, not NaN.
   std::vector<double> x{-1.0}, dy{std::numeric_limits<double>::infinity()}, dx{0.5};
   ops::relu_backward<double>(c1(dy), c1(x), v1(dx));
@@ -152,6 +164,8 @@ TEST_CASE("relu rejects bad shapes and overlaps with exact messages", "[relu][er
   REQUIRE_THROWS_WITH(ops::relu_backward<float>(y, x, View<float, 1>(buf.data() + 12, 3)),
                       "relu_backward: shape mismatch: dx (3), dy (4) (want equal sizes)");
   REQUIRE_THROWS_WITH(ops::relu_backward<float>(y, x, View<float, 1>(buf.data(), 4)), "relu_backward: dx overlaps dy");
+  REQUIRE_THROWS_WITH(ops::relu_backward_in_place<float>(View<float, 1>(buf.data(), 3), x),
+                      "relu_backward_in_place: shape mismatch: g (3), y (4) (want equal sizes)");
 }
 
 // ------------------------------------------------------------------------------------ residual

@@ -51,8 +51,8 @@ struct BlockActs {
   Var<T, 2> res2, a2;          ///< (N, d) a1 + HA2(a1) (gradient in a span), then LN2
   View<T, 1> mean2, rstd2;     ///< (N)
   View<T, 1> res2_span;        ///< res2's gradient, flat
-  Var<T, 2> hidden;            ///< (N, 4d) W1 a2 + b1; ReLU applies in place; gradient in the span
-  View<T, 2> relu_grad;        ///< (N, 4d) gradient of the ReLU output
+  Var<T, 2> hidden;            ///< (N, 4d) W1 a2 + b1; ReLU applies in place, to the gradient too;
+                               ///< gradient in the span
   Var<T, 2> ff;                ///< (N, d) W2 relu(...) + b2; transient
   View<T, 1> ff_span;          ///< the feed-forward's gradients, flat: cleared before its backward
   Var<T, 2> res3, out;         ///< (N, d) a2 + ff, then LN3: the block's output
@@ -82,7 +82,6 @@ BlockActs<T, L> make_block_acts(ActivationBuilder<T>& ab, Index B, Index Tp, Ind
   a.rstd2 = ab.stat(N);
   ab.begin_span();
   a.hidden = ab.local(N, 4 * d);
-  a.relu_grad = ab.span_grad(N, 4 * d);
   a.ff = ab.transient(N, d);
   a.ff_span = ab.span_grads();
   a.res3 = ab.take(N, d);
@@ -115,11 +114,11 @@ Var<T, 2> block_forward(const BlockParams<T, L>& p, BlockActs<T, L>& a, Var<T, 2
   ops::layernorm<T>(tape, a.a2, a.mean2, a.rstd2, a.res2, p.norm2.w, p.norm2.b);
   clear_on_backward(tape, a.res2_span);
 
-  // Feed-forward; ReLU in place (its backward reads the output's sign, the same as the input's).
+  // Feed-forward; ReLU in place on the value and, in backward, on the gradient (its backward reads
+  // the output's sign, the same as the input's; nothing else adds into hidden's gradient).
   ops::linear<T>(tape, a.hidden, a.a2, p.w1, p.b1);
-  const Var<T, 2> relu{a.hidden.value, a.relu_grad};
-  ops::relu<T>(tape, flat(relu), flat(a.hidden));
-  ops::linear<T>(tape, a.ff, relu, p.w2, p.b2);
+  ops::relu_in_place<T>(tape, flat(a.hidden));
+  ops::linear<T>(tape, a.ff, a.hidden, p.w2, p.b2);
   ops::residual<T>(tape, flat(a.res3), flat(a.a2), flat(a.ff));
   clear_on_backward(tape, a.ff_span);
   ops::layernorm<T>(tape, a.out, a.mean3, a.rstd3, a.res3, p.norm3.w, p.norm3.b);

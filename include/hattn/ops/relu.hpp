@@ -66,6 +66,20 @@ void relu_backward(View<const T, 1> dy, View<const Id<T>, 1> x, View<Id<T>, 1> d
   });
 }
 
+/// The gradient of an in-place relu whose input gradient has no other contributor, in place:
+/// g = dy on entry, dx = (y > 0 ? dy : 0) on exit. Bitwise what relu_backward adds into a zeroed
+/// dx, without a second buffer.
+/// requires: g (n), y (n) the forward output (or input), n > 0.
+template <class T>
+void relu_backward_in_place(View<T, 1> g, View<const Id<T>, 1> y) {
+  detail::check_relu_sizes<T>(g, y, "relu_backward_in_place", "g", "y");
+  const Index n = y.dim(0);
+  parallel_for((n + detail::relu_block - 1) / detail::relu_block, [&](Index t) {
+    const Index i0 = t * detail::relu_block, i1 = std::min(n, i0 + detail::relu_block);
+    for (Index i = i0; i < i1; ++i) g.data[i] = T(0) + (y.data[i] > T(0) ? g.data[i] : T(0));
+  });
+}
+
 /// Tape node of relu: what relu_backward needs.
 template <class T>
 struct ReluNode {
@@ -80,6 +94,22 @@ template <class T>
 void relu(Tape* tape, Var<T, 1> y, Var<T, 1> x) {
   relu_forward<T>(y.value, x.value);
   if (tape) tape->record(ReluNode<T>{y.grad, x.value, x.grad});
+}
+
+/// Tape node of relu_in_place.
+template <class T>
+struct ReluInPlaceNode {
+  View<T, 1> g;        // (n) dy on entry, dx on exit
+  View<const T, 1> y;  // (n) the output
+  void backward() const { relu_backward_in_place<T>(g, y); }
+};
+
+/// Training-mode relu in place on x's value and gradient: one buffer each, for an x whose
+/// gradient only this relu adds into (its backward turns dy into dx where dy was).
+template <class T>
+void relu_in_place(Tape* tape, Var<T, 1> x) {
+  relu_forward<T>(x.value, x.value);
+  if (tape && x.grad.present()) tape->record(ReluInPlaceNode<T>{x.grad, x.value});
 }
 
 }  // namespace hattn::ops
