@@ -8,8 +8,9 @@ hits both alike:
 
 every measurement in its own subprocess, whose peak resident set size is read from the kernel
 (os.wait4's rusage of that child). Training is one step of zero_grad + forward (dropout on) +
-cross-entropy + backward + AdamW (lr 3e-4); inference is softmax probabilities (B, T, V) with no
-gradient. PyTorch runs with torch.set_num_threads(1) and (2) and the faster is reported; hattn
+cross-entropy + backward + AdamW (lr 3e-4); `ckpt` is hattn's training step with gradient
+checkpointing (BM_TrainStepCheckpointed) against PyTorch's plain training step (measured once per
+preset and shared with `train`); inference is softmax probabilities (B, T, V) with no gradient. PyTorch runs with torch.set_num_threads(1) and (2) and the faster is reported; hattn
 runs hattn_bench (BM_TrainStep/<preset>, BM_Predict/<preset>) on all its threads. Each side
 takes one untimed warm-up step, then the mean over --steps timed steps.
 
@@ -38,7 +39,7 @@ PRESETS = {
     "medium": (8192, 512, 8, 256, 3, 8),
     "seed": (50257, 512, 12, 768, 5, 8),
 }
-MODES = ("train", "infer")
+MODES = ("train", "ckpt", "infer")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -144,7 +145,7 @@ def cpu_pressure():
 
 
 def measure_hattn(bench_exe, preset, mode, steps, peak):
-    name = {"train": "BM_TrainStep", "infer": "BM_Predict"}[mode]
+    name = {"train": "BM_TrainStep", "ckpt": "BM_TrainStepCheckpointed", "infer": "BM_Predict"}[mode]
     cmd = [bench_exe, f"--benchmark_filter=^{name}/{preset}/", "--benchmark_format=json",
            f"--hattn_iterations={steps}", f"--hattn_sgemm_peak_gflops={peak}"]
     out, rss = run_measured(cmd)
@@ -161,7 +162,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--presets", default="tiny,medium",
                     help="comma-separated subset of tiny,medium,seed (seed: minutes, ~7 GB for PyTorch)")
-    ap.add_argument("--modes", default="train,infer", help="comma-separated subset of train,infer")
+    ap.add_argument("--modes", default="train,infer", help="comma-separated subset of train,ckpt,infer")
     ap.add_argument("--steps", type=int, default=5, help="timed steps per measurement (after one warm-up)")
     ap.add_argument("--seed-steps", type=int, default=2, help="timed steps for the seed preset")
     ap.add_argument("--torch-threads", default="1,2", help="PyTorch thread counts to try; the best is kept")
@@ -200,8 +201,12 @@ def main():
     for preset in presets:
         steps = args.seed_steps if preset == "seed" else args.steps
         vocab, tokens, heads, d, levels, batch = PRESETS[preset]
+        torch_train = None  # PyTorch's plain training step, shared by train and ckpt
         for mode in modes:
-            torch_r = measure_torch(preset, mode, steps, threads)
+            if mode == "infer":
+                torch_r = measure_torch(preset, mode, steps, threads)
+            else:
+                torch_r = torch_train = torch_train or measure_torch(preset, "train", steps, threads)
             print(f"  {preset} {mode} pytorch: {fmt_time(torch_r['seconds'])} "
                   f"({torch_r['threads']} threads), {torch_r['rss_mib']:.0f} MiB", flush=True)
             hattn_r = measure_hattn(args.bench, preset, mode, steps, peak)

@@ -154,6 +154,7 @@ struct TrainArgs {
   Index sample_tokens = 160;
   std::uint64_t seed = 0;
   double validation = 0.1;
+  bool checkpointing = false;  // recompute the hierarchies' activations in backward
 };
 
 /// Default steps per preset: tiny trains for a few minutes on 2 cores.
@@ -192,6 +193,7 @@ int run_train(const Preset& preset, TrainArgs a, const Common& common) {
   o.seed = a.seed;
 
   Model model(preset.vocab_size, preset.sequence_length, a.seed);
+  model.set_checkpointing(a.checkpointing);
   hattn::Trainer<Model> trainer(model, data, o);
   std::vector<std::pair<double, double>> train_curve, val_curve;
   if (!a.resume.empty()) {
@@ -199,8 +201,9 @@ int run_train(const Preset& preset, TrainArgs a, const Common& common) {
     trainer.restore(c.state);
     fmt::print("resumed from {} at step {}\n", a.resume, c.state.step);
   }
-  fmt::print("model: {} parameters, levels {}, heads {}, d_model {}, sequence {}, batch {}; {} steps, lr {:g}\n",
-             model.parameter_count(), C.levels, C.heads, C.d_model, preset.sequence_length, o.batch, o.steps, o.lr);
+  fmt::print("model: {} parameters, levels {}, heads {}, d_model {}, sequence {}, batch {}; {} steps, lr {:g}{}\n",
+             model.parameter_count(), C.levels, C.heads, C.d_model, preset.sequence_length, o.batch, o.steps, o.lr,
+             a.checkpointing ? "; gradient checkpointing" : "");
 
   std::ofstream log(log_path, a.resume.empty() ? std::ios::trunc : std::ios::app);
   const std::map<std::string, std::string> meta{{preset_key, std::string(preset.name)},
@@ -457,6 +460,8 @@ int main(int argc, char** argv) {
   train->add_option("--sample-tokens", ta.sample_tokens, "tokens of the final sample")->capture_default_str();
   train->add_option("--seed", ta.seed, "initialization, dropout and batch seed")->capture_default_str();
   train->add_option("--validation", ta.validation, "fraction of the corpus held out")->capture_default_str();
+  train->add_flag("--gradient-checkpointing", ta.checkpointing,
+                  "recompute the hierarchies' activations in backward: less memory, same gradients");
 
   GenerateArgs ga;
   auto* gen = app.add_subcommand("generate", "continue a prompt");
