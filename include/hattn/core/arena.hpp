@@ -11,6 +11,7 @@
 #include <new>
 
 #include "hattn/core/error.hpp"
+#include "hattn/core/huge_pages.hpp"
 #include "hattn/core/tensor.hpp"
 
 namespace hattn {
@@ -59,10 +60,15 @@ class Arena {
     detail::require(capacity >= 0, "Arena::reserve", "negative capacity ", capacity);
     offset_ = 0;
     if (capacity <= capacity_) return;
-    const std::size_t bytes = static_cast<std::size_t>(
+    std::size_t bytes = static_cast<std::size_t>(
         ArenaPlan::round_up<T>(capacity) * static_cast<Index>(sizeof(T)));
-    T* p = static_cast<T*>(std::aligned_alloc(ArenaPlan::align_bytes, bytes));
+    // Large arenas start on a huge page and ask for huge pages (core/huge_pages.hpp).
+    const bool huge = bytes >= 4 * huge_page_bytes;
+    if (huge) bytes = (bytes + huge_page_bytes - 1) / huge_page_bytes * huge_page_bytes;
+    T* p = static_cast<T*>(
+        std::aligned_alloc(huge ? huge_page_bytes : std::size_t(ArenaPlan::align_bytes), bytes));
     if (p == nullptr) throw std::bad_alloc();
+    if (huge) advise_huge_pages(p, bytes);
     std::memset(p, 0, bytes);
     buffer_.reset(p);
     capacity_ = capacity;

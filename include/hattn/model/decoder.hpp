@@ -16,6 +16,7 @@
 #include "hattn/config.hpp"
 #include "hattn/core/arena.hpp"
 #include "hattn/core/error.hpp"
+#include "hattn/core/huge_pages.hpp"
 #include "hattn/core/tensor.hpp"
 #include "hattn/model/activations.hpp"
 #include "hattn/model/attention_maps.hpp"
@@ -187,6 +188,7 @@ class Decoder {
     // copy. One product per sequence, so a row's bits depend on its position t only (as in
     // training, where every sequence starts at a multiple of Tp).
     Tensor<T, 3> result(B, T_, vocab_);
+    advise_huge_pages(result.data(), std::size_t(result.size()) * sizeof(T));  // before first touch
     for (Index b = 0; b < B; ++b)
       ops::linear_forward<T>(View<T, 2>(result.data() + b * T_ * vocab_, T_, vocab_),
                              View<const T, 2>(rows.value.data + b * Tp * C.d_model, T_, C.d_model),
