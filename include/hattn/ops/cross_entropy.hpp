@@ -16,6 +16,7 @@
 #include "hattn/core/error.hpp"
 #include "hattn/core/parallel.hpp"
 #include "hattn/core/tensor.hpp"
+#include "hattn/core/vector_math.hpp"
 #include "hattn/ops/softmax.hpp"
 
 namespace hattn::ops {
@@ -25,6 +26,15 @@ namespace hattn::ops {
 inline constexpr std::int32_t ignore_index = -100;
 
 namespace detail {
+
+/// A thread-local buffer of at least `n` elements (a row's scratch); grows once per thread.
+template <class T>
+T* row_buffer(Index n) {
+  thread_local std::vector<T> buffer;
+  if (buffer.size() < static_cast<std::size_t>(n)) buffer.resize(static_cast<std::size_t>(n));
+  return buffer.data();
+}
+
 
 
 /// Checks shapes and targets of cross_entropy_forward / _backward and returns the number of rows
@@ -78,13 +88,10 @@ T cross_entropy_forward(View<const T, 2> logits, View<const std::int32_t, 1> tar
   std::vector<double> row_loss(static_cast<std::size_t>(m), 0.0);  // (M); 0 for ignored rows
   detail::softmax_for_rows(m, v, [&](Index i) {
     const T* xr = logits.data + i * v;  // (V)
-    const detail::ConstRow<T> x(xr, v);
-    thread_local std::vector<T> buffer;  // (V) exp(x - top); grows once per thread
-    buffer.resize(static_cast<std::size_t>(v));
-    detail::Row<T> e(buffer.data(), v);
-    const T top = x.maxCoeff();
-    e = (x - top).exp();  // Eigen's vectorized exp
-    const double log_sum = std::log(e.template cast<double>().sum());
+    const T top = detail::ConstRow<T>(xr, v).maxCoeff();
+    T* e = detail::row_buffer<T>(v);  // (V) exp(x - top)
+    exp_shifted(e, xr, v, top);
+    const double log_sum = std::log(sum_double(e, v));
     lse.data[i] = static_cast<T>(double(top) + log_sum);
     const std::int32_t t = targets.data[i];
     if (t != ignore_index) row_loss[static_cast<std::size_t>(i)] = (double(top) - double(xr[t])) + log_sum;
@@ -115,9 +122,10 @@ void cross_entropy_backward(T dloss, View<const Id<T>, 2> logits,
   detail::softmax_for_rows(m, v, [&](Index i) {
     const std::int32_t t = targets.data[i];
     if (t == ignore_index) return;
-    const detail::ConstRow<T> x(logits.data + i * v, v);  // (V)
-    detail::Row<T> g(dlogits.data + i * v, v);            // (V)
-    g += scale * (x - lse.data[i]).exp();                 // softmax, recomputed; vectorized exp
+    T* g = dlogits.data + i * v;       // (V)
+    T* p = detail::row_buffer<T>(v);   // (V) softmax, recomputed
+    exp_shifted(p, logits.data + i * v, v, lse.data[i]);
+    for (Index j = 0; j < v; ++j) g[j] += scale * p[j];
     g[t] -= scale;
   });
 }
@@ -137,13 +145,14 @@ void cross_entropy_backward_in_place(T dloss, View<Id<T>, 2> logits, View<const 
   const Index m = logits.dim(0), v = logits.dim(1);
   const T scale = static_cast<T>(double(dloss) / double(count));
   detail::softmax_for_rows(m, v, [&](Index i) {
-    detail::Row<T> g(logits.data + i * v, v);  // (V) logits in, gradient out
+    T* g = logits.data + i * v;  // (V) logits in, gradient out
     const std::int32_t t = targets.data[i];
     if (t == ignore_index) {
-      g.setZero();
+      std::fill(g, g + v, T(0));
       return;
     }
-    g = T(0) + scale * (g - lse.data[i]).exp();  // as 0 + scale * p in cross_entropy_backward
+    exp_shifted(g, g, v, lse.data[i]);                  // softmax, in place
+    for (Index j = 0; j < v; ++j) g[j] = T(0) + scale * g[j];  // as 0 + scale * p in cross_entropy_backward
     g[t] -= scale;
   });
 }

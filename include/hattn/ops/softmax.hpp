@@ -15,6 +15,7 @@
 #include "hattn/core/error.hpp"
 #include "hattn/core/parallel.hpp"
 #include "hattn/core/tensor.hpp"
+#include "hattn/core/vector_math.hpp"
 
 namespace hattn::ops {
 
@@ -64,9 +65,8 @@ void softmax_forward(View<T, 2> y, View<const Id<T>, 2> x) {
     const detail::ConstRow<T> xr(x.data + i * v, v);  // (V)
     detail::Row<T> yr(y.data + i * v, v);             // (V); may be x itself
     const T top = xr.maxCoeff();
-    // Eigen's vectorized exp; -inf entries give exactly 0 (Eigen's exp clamps its argument).
-    yr = (xr == -std::numeric_limits<T>::infinity()).select(T(0), (xr - top).exp());
-    yr *= static_cast<T>(1.0 / yr.template cast<double>().sum());
+    exp_shifted(yr.data(), xr.data(), v, top);  // vectorized; -inf entries give exactly 0
+    yr *= static_cast<T>(1.0 / sum_double(yr.data(), v));
   });
 }
 
