@@ -52,10 +52,17 @@ inline constexpr double gemm_parallel_work = 4.0e6;
 /// kernel's unroll in that dimension (24 for the Haswell/Zen sgemm kernel; 4, 8, 16 or 32 on
 /// others); 96 is a multiple of all of them.
 inline constexpr Index gemm_row_unit = 96;
-/// RowMode::stable: rows of C per parallel tile (a multiple of gemm_row_unit).
-inline constexpr Index gemm_row_tile = 192;
-/// RowMode::stable: columns of C per parallel tile, when C is wider than that.
-inline constexpr Index gemm_col_tile = 512;
+/// RowMode::stable: rows of C per parallel tile (a multiple of gemm_row_unit), and columns of C
+/// per tile when C is wider than that. Every tile is a separate BLAS call that packs its operands
+/// again, so large products take large tiles: chosen from (n, k) only, never from m, so that a
+/// row's tile boundaries do not depend on how many rows there are.
+inline constexpr Index gemm_row_tile = 192, gemm_row_tile_large = 768;
+inline constexpr Index gemm_col_tile = 512, gemm_col_tile_large = 2048;
+/// n * k from which a stable product uses the large tiles.
+inline constexpr double gemm_large_nk = 1 << 20;
+/// RowMode::any: the largest tile, and the number of tiles a product is split into at least
+/// (before rounding the tile up to a multiple of gemm_tile).
+inline constexpr Index gemm_tile_max = 1024, gemm_min_tiles = 8;
 
 template <class T>
 void gemm_call(Trans ta, Trans tb, Index m, Index n, Index k, T alpha, const T* a, Index lda,
@@ -118,8 +125,10 @@ void gemm(Trans ta, Trans tb, Index m, Index n, Index k, T alpha, const T* a, In
   if (m == 0 || n == 0) return;
   detail::blas_single_threaded();
   if (mode == RowMode::stable) {
-    // Tiles fixed by (m, n) alone: 192-row tiles from row 0, 512-column tiles from column 0.
-    const Index rt = detail::gemm_row_tile, ct = detail::gemm_col_tile;
+    // Tiles fixed by (n, k) alone, from row 0 and column 0.
+    const bool large = double(n) * double(k) >= detail::gemm_large_nk;
+    const Index rt = large ? detail::gemm_row_tile_large : detail::gemm_row_tile;
+    const Index ct = large ? detail::gemm_col_tile_large : detail::gemm_col_tile;
     const Index row_tiles = (m + rt - 1) / rt, col_tiles = n > ct ? (n + ct - 1) / ct : 1;
     const Index width = n > ct ? ct : n;
     parallel_for(row_tiles * col_tiles, [&](Index t) {
@@ -130,13 +139,20 @@ void gemm(Trans ta, Trans tb, Index m, Index n, Index k, T alpha, const T* a, In
     return;
   }
   const double work = double(m) * double(n) * double(k);
-  const Index tile = detail::gemm_tile;
+  // Tiles of gemm_tile, or larger for large products (fewer repacked operands): about
+  // gemm_min_tiles tiles along the split dimension, a multiple of gemm_tile, at most gemm_tile_max.
+  const auto tile_for = [](Index extent) {
+    const Index t = (extent / detail::gemm_min_tiles + detail::gemm_tile - 1) / detail::gemm_tile * detail::gemm_tile;
+    return std::clamp(t, detail::gemm_tile, detail::gemm_tile_max);
+  };
+  Index tile = detail::gemm_tile;
   if (work < detail::gemm_parallel_work || (m <= tile && n <= tile)) {
     detail::gemm_call(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
   }
   if (m >= n || m > 2 * tile) {
     // Tiles of rows of C: rows i of op(A).
+    tile = tile_for(m);
     parallel_for((m + tile - 1) / tile, [&](Index t) {
       const Index i0 = t * tile, rows = std::min(tile, m - i0);
       const T* a0 = ta == Trans::yes ? a + i0 : a + i0 * lda;
@@ -144,6 +160,7 @@ void gemm(Trans ta, Trans tb, Index m, Index n, Index k, T alpha, const T* a, In
     });
   } else {
     // Tiles of columns of C: columns j of op(B).
+    tile = tile_for(n);
     parallel_for((n + tile - 1) / tile, [&](Index t) {
       const Index j0 = t * tile, cols = std::min(tile, n - j0);
       const T* b0 = tb == Trans::yes ? b + j0 * ldb : b + j0;
