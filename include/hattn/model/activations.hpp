@@ -119,10 +119,6 @@ class ActivationBuilder {
 
   /// Elements of the permanent gradients (the part to zero at the start of a step).
   Index permanent_grads() const { return grad_max_[int(Region::permanent)]; }
-  /// Elements of values in every region.
-  Index values_total() const { return total(value_max_); }
-  /// Elements of gradients in every region.
-  Index grads_total() const { return total(grad_max_); }
 
   /// Whether this layout has gradients (training) or not (inference).
   bool training() const { return training_; }
@@ -148,12 +144,6 @@ class ActivationBuilder {
     off[i] += ArenaPlan::round_up<T>(n);
     max[i] = std::max(max[i], off[i]);
     return arena ? View<T, sizeof...(D)>(arena->data() + base[i] + at, dims...) : View<T, sizeof...(D)>();
-  }
-
-  static Index total(const std::array<Index, regions>& m) {
-    Index n = 0;
-    for (Index x : m) n += x;
-    return n;
   }
 
   bool training_ = true;

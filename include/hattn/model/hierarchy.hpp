@@ -71,9 +71,6 @@ struct HierActs {
   Var<T, 2> out;                     ///< (M, d) the leaves' output: LayerNorm, dropout in place
   View<T, 1> span;                   ///< the leaf gradients but out's, flat
   std::array<LevelActs<T>, L> levels;
-
-  /// The hierarchy's output (M, d).
-  Var<T, 2> output() const { return levels[L - 1].out; }
 };
 
 /// Takes the activations of a hierarchical attention over B sequences of Tp rows. With

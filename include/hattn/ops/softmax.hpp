@@ -6,7 +6,6 @@
 #include <Eigen/Core>
 
 #include <algorithm>
-#include <limits>
 #include <cmath>
 #include <type_traits>
 
