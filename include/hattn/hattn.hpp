@@ -20,6 +20,7 @@
 #include "hattn/ops/embedding.hpp"
 #include "hattn/ops/layernorm.hpp"
 #include "hattn/ops/linear.hpp"
+#include "hattn/ops/linear_cross_entropy.hpp"
 #include "hattn/ops/relu.hpp"
 #include "hattn/ops/residual.hpp"
 #include "hattn/ops/rows.hpp"

@@ -26,6 +26,7 @@
 #include "hattn/ops/cross_entropy.hpp"
 #include "hattn/ops/embedding.hpp"
 #include "hattn/ops/linear.hpp"
+#include "hattn/ops/linear_cross_entropy.hpp"
 #include "hattn/ops/rows.hpp"
 #include "hattn/ops/softmax.hpp"
 
@@ -128,9 +129,11 @@ class Decoder {
     logits_consumed_ = false;
     const model::ForwardContext ctx{&ws.tape, dropout, seed_, step_++, C.heads,
                                     checkpointing_ ? &ws.recompute : nullptr};
-    const Var<T, 2> logits = run(ws.acts, View<const std::int32_t, 2>(ws.ids.data(), B, T_), ctx);
-    return ops::cross_entropy<T>(&ws.tape, ws.acts.loss, logits,
-                                 View<const std::int32_t, 1>(ws.targets.data(), B * Tp), ws.acts.lse);
+    const Var<T, 2> rows = hidden(ws.acts, View<const std::int32_t, 2>(ws.ids.data(), B, T_), ctx);
+    ws.head_in = rows.value;
+    return ops::linear_cross_entropy<T>(&ws.tape, ws.acts.loss, rows, params_.head_w, params_.head_b,
+                                        View<const std::int32_t, 1>(ws.targets.data(), B * Tp),
+                                        ws.acts.lse, ws.acts.logits, logit_chunk());
   }
 
   /// Adds loss_scale * d(loss)/d(parameter) of the last forward() into every parameter's gradient
@@ -144,18 +147,24 @@ class Decoder {
     logits_consumed_ = true;
   }
 
-  /// A copy of the (B, T, V) logits of the last forward(). Backward replaces the logits by their
-  /// gradient (one buffer instead of two), so read them before backward().
+  /// The (B, T, V) logits of the last forward(), bitwise as that pass computed them (they are
+  /// recomputed from the head's input: with checkpointing the pass keeps no logits, and without it
+  /// backward turns them into their gradient). Read them before backward().
   Tensor<T, 3> last_logits() const {
     detail::require(ws_.B > 0 && !logits_consumed_, "Decoder::last_logits",
                     ws_.B > 0 ? "backward() has replaced the logits by their gradient" : "no forward pass yet");
-    return real_rows(ws_.acts.logits.value, ws_.B, ws_.tokens);
+    Tensor<T, 2> all(ws_.head_in.dim(0), vocab_);  // (B * Tp, V), one product as in the forward pass
+    ops::linear_forward<T>(View<T, 2>(all), View<const T, 2>(ws_.head_in), params_.head_w.value,
+                           params_.head_b.value);
+    return real_rows(View<const T, 2>(all), ws_.B, ws_.tokens);
   }
 
   /// Gradient checkpointing: when on, forward() keeps only each hierarchical attention's input
-  /// and output, and backward() recomputes the hierarchy's activations before its backward pass.
-  /// Gradients, loss and logits are bitwise the same either way; memory drops by about the
-  /// activations of all hierarchies but one, time rises by about one hierarchy forward pass each.
+  /// and output, and backward() recomputes the hierarchy's activations before its backward pass;
+  /// the head's (B T, V) logits are not kept either but recomputed chunk by chunk (see
+  /// ops::linear_cross_entropy). Gradients, loss and logits are bitwise the same either way;
+  /// memory drops by the logits and the activations of all hierarchies but one, time rises by
+  /// one forward pass of the hierarchies and of the head.
   void set_checkpointing(bool on) { checkpointing_ = on; }
   /// Whether gradient checkpointing is on.
   bool checkpointing() const { return checkpointing_; }
@@ -202,7 +211,7 @@ class Decoder {
     validate_ids(ids, "Decoder::next_token_logits");
     const Index B = ids.dim(0), T_ = ids.dim(1), Tp = padded_length(T_);
     const ArenaLease lease(*this);
-    Acts acts = make_acts(B, T_, *lease, nullptr, B);
+    Acts acts = make_acts(B, T_, *lease, nullptr, 0);
     const Var<T, 2> rows = hidden(acts, ids, model::ForwardContext{nullptr, false, seed_, 0, C.heads});
     Tensor<T, 2> last(B, C.d_model), out(B, vocab_);
     for (Index b = 0; b < B; ++b)
@@ -256,7 +265,7 @@ class Decoder {
     View<T, 3> emb_dropped_grad;                      ///< (B, T, d)
     Var<T, 3> padded;                                 ///< (B, Tp, d) zero rows appended; if Tp > T
     std::array<model::BlockActs<T, L>, Blocks> blocks;
-    Var<T, 2> logits;                                 ///< (B * Tp, V); grad is the same buffer
+    View<T, 2> logits;                                ///< (B * Tp, V), or (R, V) chunk scratch; then their gradient
     View<T, 1> lse;                                   ///< (B * Tp) log-sum-exp of each logit row
     Var<T, 1> loss;                                   ///< (1)
   };
@@ -291,6 +300,7 @@ class Decoder {
   /// Training memory for one (B, T) shape, reused while the shape stays.
   struct Workspace {
     Index B = 0, tokens = 0;  // the shape it is laid out for
+    View<const T, 2> head_in;  // (B * Tp, d) the head's input in the last forward
     bool checkpointing = false;  // and whether the hierarchies' values are recomputed
     Arena<T> values, grads;
     Index permanent_grads = 0;  // leading elements of grads zeroed at the start of a step
@@ -320,7 +330,11 @@ class Decoder {
     return p;
   }
 
-  /// `logit_rows`: rows of the logits buffer (B * Tp for a full pass, fewer or none otherwise).
+  /// Rows per chunk of the fused head and loss (ops::linear_cross_entropy_chunk).
+  Index logit_chunk() const { return ops::linear_cross_entropy_chunk(vocab_); }
+
+  /// `logit_rows`: rows of the logits buffer (B * Tp to keep them, one chunk to recompute them, 0
+  /// for inference).
   Acts layout(model::ActivationBuilder<T>& ab, Index B, Index T_, Index logit_rows, bool checkpoint) const {
     constexpr Index d = C.d_model;
     const Index Tp = padded_length(T_);
@@ -332,9 +346,8 @@ class Decoder {
       a.blocks[b] = model::make_block_acts<T, L>(ab, B, Tp, d, C.heads, checkpoint);
     if (logit_rows > 0) {
       // The cross-entropy backward replaces the logits by their gradient: one (rows, V) buffer.
-      const View<T, 2> logits = ab.stat(logit_rows, vocab_);
-      a.logits = {logits, ab.training() ? logits : View<T, 2>()};
-      a.lse = ab.stat(logit_rows);
+      a.logits = ab.stat(logit_rows, vocab_);
+      a.lse = ab.stat(B * Tp);
     }
     a.loss = ab.take(1);
     return a;
@@ -353,8 +366,9 @@ class Decoder {
 
   Workspace& workspace(Index B, Index T_) {
     if (ws_.B != B || ws_.tokens != T_ || ws_.checkpointing != checkpointing_) {
-      ws_.acts = make_acts(B, T_, ws_.values, &ws_.grads, B * padded_length(T_), checkpointing_,
-                           &ws_.permanent_grads);
+      const Index rows = B * padded_length(T_);
+      ws_.acts = make_acts(B, T_, ws_.values, &ws_.grads, checkpointing_ ? std::min(rows, logit_chunk()) : rows,
+                           checkpointing_, &ws_.permanent_grads);
       ws_.checkpointing = checkpointing_;
       ws_.ids.assign(std::size_t(B * T_), 0);
       ws_.targets.assign(std::size_t(B * padded_length(T_)), ignore_index);
@@ -362,13 +376,6 @@ class Decoder {
       ws_.tokens = T_;
     }
     return ws_;
-  }
-
-  /// Embedding, padding, blocks and head; returns the logits (B * Tp, V).
-  Var<T, 2> run(Acts& a, View<const std::int32_t, 2> ids, const model::ForwardContext& ctx) const {
-    const Var<T, 2> rows = hidden(a, ids, ctx);
-    ops::linear<T>(ctx.tape, a.logits, rows, params_.head_w, params_.head_b);
-    return a.logits;
   }
 
   /// Embedding, padding and blocks; returns the last block's output (B * Tp, d).

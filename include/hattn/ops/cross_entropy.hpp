@@ -36,6 +36,31 @@ T* row_buffer(Index n) {
 }
 
 
+/// One row of cross_entropy_forward: writes the row's log-sum-exp to `*lse` and returns its loss
+/// in double, (max - x[target]) + log(sum of exp(x - max)), or 0 when target is ignore_index.
+/// The row's maximum is subtracted before exponentiating; the sum is accumulated in double.
+template <class T>
+double cross_entropy_row(const T* x, Index v, std::int32_t target, T* lse) {
+  const T top = ConstRow<T>(x, v).maxCoeff();
+  T* e = row_buffer<T>(v);  // (V) exp(x - top)
+  exp_shifted(e, x, v, top);
+  const double log_sum = std::log(sum_double(e, v));
+  *lse = static_cast<T>(double(top) + log_sum);
+  return target == ignore_index ? 0.0 : (double(top) - double(x[target])) + log_sum;
+}
+
+/// One row of cross_entropy_backward_in_place: replaces the logits `g` (V) by
+/// scale * (softmax - onehot(target)), or by zeros when target is ignore_index.
+template <class T>
+void cross_entropy_row_grad_in_place(T* g, Index v, std::int32_t target, T lse, T scale) {
+  if (target == ignore_index) {
+    std::fill(g, g + v, T(0));
+    return;
+  }
+  exp_shifted(g, g, v, lse);                                 // softmax, in place
+  for (Index j = 0; j < v; ++j) g[j] = T(0) + scale * g[j];  // as 0 + scale * p in cross_entropy_backward
+  g[target] -= scale;
+}
 
 /// Checks shapes and targets of cross_entropy_forward / _backward and returns the number of rows
 /// whose target is not ignore_index. Nothing has been computed when it throws.
@@ -87,14 +112,8 @@ T cross_entropy_forward(View<const T, 2> logits, View<const std::int32_t, 1> tar
   const Index m = logits.dim(0), v = logits.dim(1);
   std::vector<double> row_loss(static_cast<std::size_t>(m), 0.0);  // (M); 0 for ignored rows
   detail::softmax_for_rows(m, v, [&](Index i) {
-    const T* xr = logits.data + i * v;  // (V)
-    const T top = detail::ConstRow<T>(xr, v).maxCoeff();
-    T* e = detail::row_buffer<T>(v);  // (V) exp(x - top)
-    exp_shifted(e, xr, v, top);
-    const double log_sum = std::log(sum_double(e, v));
-    lse.data[i] = static_cast<T>(double(top) + log_sum);
-    const std::int32_t t = targets.data[i];
-    if (t != ignore_index) row_loss[static_cast<std::size_t>(i)] = (double(top) - double(xr[t])) + log_sum;
+    row_loss[static_cast<std::size_t>(i)] =
+        detail::cross_entropy_row(logits.data + i * v, v, targets.data[i], lse.data + i);
   });
   double total = 0;
   for (double l : row_loss) total += l;
@@ -145,15 +164,7 @@ void cross_entropy_backward_in_place(T dloss, View<Id<T>, 2> logits, View<const 
   const Index m = logits.dim(0), v = logits.dim(1);
   const T scale = static_cast<T>(double(dloss) / double(count));
   detail::softmax_for_rows(m, v, [&](Index i) {
-    T* g = logits.data + i * v;  // (V) logits in, gradient out
-    const std::int32_t t = targets.data[i];
-    if (t == ignore_index) {
-      std::fill(g, g + v, T(0));
-      return;
-    }
-    exp_shifted(g, g, v, lse.data[i]);                  // softmax, in place
-    for (Index j = 0; j < v; ++j) g[j] = T(0) + scale * g[j];  // as 0 + scale * p in cross_entropy_backward
-    g[t] -= scale;
+    detail::cross_entropy_row_grad_in_place(logits.data + i * v, v, targets.data[i], lse.data[i], scale);
   });
 }
 

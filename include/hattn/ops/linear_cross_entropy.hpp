@@ -1,0 +1,187 @@
+#pragma once
+/// \file
+/// The head and the loss fused: mean cross-entropy of y = x W^T + b against integer targets,
+/// computed over fixed chunks of rows so that the (M, N) logits either stay stored (one buffer
+/// that the backward turns into their gradient) or are never stored whole (each chunk is
+/// recomputed in the backward pass into one (R, N) scratch buffer). Both ways give the same bits.
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "hattn/autograd/tape.hpp"
+#include "hattn/autograd/var.hpp"
+#include "hattn/core/blas.hpp"
+#include "hattn/core/error.hpp"
+#include "hattn/core/tensor.hpp"
+#include "hattn/ops/cross_entropy.hpp"
+#include "hattn/ops/linear.hpp"
+#include "hattn/ops/softmax.hpp"
+
+namespace hattn::ops {
+
+/// Logit elements per chunk that linear_cross_entropy_chunk aims at (64 MiB of floats).
+inline constexpr Index linear_cross_entropy_chunk_elements = Index{1} << 24;
+
+/// Rows per chunk of linear_cross_entropy for `n` classes: about
+/// linear_cross_entropy_chunk_elements / n, a multiple of gemm_row_unit (so the head's products
+/// run without padding), at least gemm_row_unit. Depends on n only: the chunking, and with it
+/// every bit of the gradients, is the same whether the logits are stored or recomputed.
+inline Index linear_cross_entropy_chunk(Index n) {
+  const Index unit = hattn::detail::gemm_row_unit;
+  return std::max(unit, linear_cross_entropy_chunk_elements / std::max<Index>(n, 1) / unit * unit);
+}
+
+namespace detail {
+
+/// Checks the arguments of linear_cross_entropy_forward / _backward and returns the number of rows
+/// whose target is not ignore_index. Nothing has been computed when it throws.
+template <class T>
+Index check_linear_cross_entropy(View<const T, 2> x, View<const T, 2> w, View<const T, 1> b,
+                                 View<const std::int32_t, 1> targets, View<const T, 1> lse,
+                                 View<const T, 2> logits, Index chunk, const char* op) {
+  hattn::detail::require(x.dim(0) > 0 && x.dim(1) > 0 && w.dim(0) > 0, op,
+                         "zero-sized dimension: x ", x.shape(), ", W ", w.shape());
+  const Index m = x.dim(0), n = w.dim(0);
+  hattn::detail::require(chunk > 0, op, "chunk rows must be positive, got ", chunk);
+  const Index rows = std::min(m, chunk);
+  hattn::detail::require(
+      x.dim(1) == w.dim(1) && (!b.present() || b.dim(0) == n) && targets.dim(0) == m &&
+          lse.dim(0) == m && logits.dim(1) == n && (logits.dim(0) == m || logits.dim(0) == rows),
+      op, "shape mismatch: x ", x.shape(), ", W ", w.shape(), ", b ", b.present() ? b.shape() : "none",
+      ", targets ", targets.shape(), ", lse ", lse.shape(), ", logits ", logits.shape(),
+      " (want x (M, K), W (N, K), b (N) or none, targets (M), lse (M), logits (M, N) or (min(M, ",
+      chunk, "), N))");
+  Index count = 0;
+  for (Index i = 0; i < m; ++i) {
+    const std::int32_t t = targets.data[i];
+    hattn::detail::require(t == ignore_index || (t >= 0 && t < n), op, "target ", t, " at row ", i,
+                           " is outside [0, ", n, ") and is not the ignore index ", ignore_index);
+    count += t != ignore_index;
+  }
+  hattn::detail::require(count > 0, op, "every target is the ignore index ", ignore_index, " (", m,
+                         " rows), so the mean loss over no targets is undefined");
+  return count;
+}
+
+/// The logits of rows [r0, r0 + rows): their place in a stored (M, N) buffer, or the (R, N)
+/// scratch buffer (then recomputed when `compute`).
+template <class T>
+View<T, 2> logit_chunk(View<T, 2> logits, Index m, Index r0, Index rows) {
+  const Index n = logits.dim(1);
+  return View<T, 2>(logits.data + (logits.dim(0) == m ? r0 * n : 0), rows, n);
+}
+
+}  // namespace detail
+
+/// Mean cross-entropy of the logits x W^T + b, as cross_entropy_forward(linear_forward(x, W, b)),
+/// and bitwise equal to it when chunk is a multiple of gemm_row_unit (as from
+/// linear_cross_entropy_chunk: a row's bits then keep their position in the BLAS kernel): returns (1 / n) sum over rows i with targets[i] != ignore_index of
+/// (lse[i] - y[i, targets[i]]), and writes every row's log-sum-exp to lse. Rows go in chunks of
+/// `chunk` rows. `logits` is either (M, N), and then holds all the logits afterwards, or
+/// (min(M, chunk), N) scratch that ends up holding the last chunk's.
+/// Validation comes first and nothing is written when it fails.
+/// requires: x (M, K), W (N, K), b (N) or empty, targets (M) in [0, N) or ignore_index with at least
+///           one not ignored, lse (M), logits (M, N) or (min(M, chunk), N), chunk > 0; logits finite.
+template <class T>
+T linear_cross_entropy_forward(View<const Id<T>, 2> x, View<const Id<T>, 2> w, View<const Id<T>, 1> b,
+                               View<const std::int32_t, 1> targets, View<Id<T>, 1> lse,
+                               View<Id<T>, 2> logits, Index chunk) {
+  const Index count = detail::check_linear_cross_entropy<T>(x, w, b, targets, lse, logits, chunk,
+                                                            "linear_cross_entropy_forward");
+  const Index m = x.dim(0), k = x.dim(1), n = w.dim(0);
+  std::vector<double> row_loss(static_cast<std::size_t>(m), 0.0);  // (M); 0 for ignored rows
+  for (Index r0 = 0; r0 < m; r0 += chunk) {
+    const Index rows = std::min(chunk, m - r0);
+    const View<T, 2> y = detail::logit_chunk(logits, m, r0, rows);  // (rows, N)
+    linear_forward<T>(y, View<const T, 2>(x.data + r0 * k, rows, k), w, b);
+    detail::softmax_for_rows(rows, n, [&](Index i) {
+      row_loss[static_cast<std::size_t>(r0 + i)] =
+          detail::cross_entropy_row(y.data + i * n, n, targets.data[r0 + i], lse.data + r0 + i);
+    });
+  }
+  double total = 0;
+  for (double l : row_loss) total += l;  // row order, as cross_entropy_forward
+  return static_cast<T>(total / double(count));
+}
+
+/// Adds dloss times the gradient of linear_cross_entropy_forward: per chunk of rows, the logits'
+/// gradient G = (dloss / n) (softmax - onehot) (0 in ignored rows) replaces the chunk's logits,
+/// then dx += G W, dW += G^T x, db += column sums of G, chunk after chunk in row order. A stored
+/// (M, N) `logits` is used as the forward pass left it and is consumed (holds G afterwards); a
+/// (min(M, chunk), N) one is scratch into which each chunk's logits are recomputed (bitwise as in
+/// the forward pass, the head's rows being independent of each other). Either way the gradients
+/// are bitwise the same. dx, dW, db may each be empty (not computed).
+/// requires: the arguments of linear_cross_entropy_forward with the same chunk, lse as it wrote
+///           it; dx (M, K), dW (N, K), db (N) or empty.
+template <class T>
+void linear_cross_entropy_backward(T dloss, View<const Id<T>, 2> x, View<const Id<T>, 2> w,
+                                   View<const Id<T>, 1> b, View<const std::int32_t, 1> targets,
+                                   View<const Id<T>, 1> lse, View<Id<T>, 2> logits, Index chunk,
+                                   View<Id<T>, 2> dx, View<Id<T>, 2> dw, View<Id<T>, 1> db) {
+  const Index count = detail::check_linear_cross_entropy<T>(x, w, b, targets, lse, logits, chunk,
+                                                            "linear_cross_entropy_backward");
+  const Index m = x.dim(0), k = x.dim(1), n = w.dim(0);
+  hattn::detail::require((!dx.present() || dx.dims == x.dims) && (!dw.present() || dw.dims == w.dims) &&
+                             (!db.present() || db.dim(0) == n),
+                         "linear_cross_entropy_backward", "gradient shape mismatch: dx ", dx.shape(),
+                         " for x ", x.shape(), ", dW ", dw.shape(), " for W ", w.shape(), ", db ",
+                         db.present() ? db.shape() : "none");
+  const bool stored = logits.dim(0) == m;
+  const T scale = static_cast<T>(double(dloss) / double(count));
+  for (Index r0 = 0; r0 < m; r0 += chunk) {
+    const Index rows = std::min(chunk, m - r0);
+    const View<const T, 2> xc(x.data + r0 * k, rows, k);  // (rows, K)
+    const View<T, 2> g = detail::logit_chunk(logits, m, r0, rows);  // (rows, N) logits, then G
+    if (!stored) linear_forward<T>(g, xc, w, b);
+    detail::softmax_for_rows(rows, n, [&](Index i) {
+      detail::cross_entropy_row_grad_in_place(g.data + i * n, n, targets.data[r0 + i], lse.data[r0 + i], scale);
+    });
+    linear_backward<T>(View<const T, 2>(g), xc, w,
+                       dx.present() ? View<T, 2>(dx.data + r0 * k, rows, k) : View<T, 2>(), dw, db);
+  }
+}
+
+/// Tape node of linear_cross_entropy; reads dloss, when backward runs, from the loss's
+/// one-element gradient (as CrossEntropyNode).
+template <class T>
+struct LinearCrossEntropyNode {
+  View<const T, 1> dloss;               ///< (1)
+  View<const T, 2> x, w;                ///< (M, K), (N, K)
+  View<const T, 1> b;                   ///< (N) or empty
+  View<const std::int32_t, 1> targets;  ///< (M)
+  View<const T, 1> lse;                 ///< (M)
+  View<T, 2> logits;                    ///< (M, N) stored or (min(M, chunk), N) scratch
+  Index chunk = 0;                      ///< rows per chunk
+  View<T, 2> dx, dw;                    ///< (M, K), (N, K) added to; may be empty
+  View<T, 1> db;                        ///< (N) added to; may be empty
+  void backward() const {
+    linear_cross_entropy_backward<T>(dloss.data[0], x, w, b, targets, lse, logits, chunk, dx, dw, db);
+  }
+};
+
+/// Training-mode fused head and loss: runs linear_cross_entropy_forward, writes the loss to
+/// loss.value[0] and returns it; when `tape` is given, records the backward, which reads its
+/// incoming gradient from loss.grad[0] (set it before Tape::backward(), as for cross_entropy).
+/// requires: as linear_cross_entropy_forward; loss.value (1); loss.grad (1) when tape is given;
+///           x.value, w, b, targets and lse unchanged, and a stored `logits` untouched, until the
+///           backward has run.
+template <class T>
+T linear_cross_entropy(Tape* tape, Var<T, 1> loss, Var<T, 2> x, Var<T, 2> w, Var<T, 1> b,
+                       View<const std::int32_t, 1> targets, View<Id<T>, 1> lse, View<Id<T>, 2> logits,
+                       Index chunk) {
+  hattn::detail::require(
+      loss.value.present() && loss.value.dim(0) == 1 &&
+          (!tape || (loss.grad.present() && loss.grad.dim(0) == 1)),
+      "linear_cross_entropy", "the loss must be one element with a one-element gradient when recorded: "
+      "value ", loss.value.present() ? loss.value.shape() : "none", ", grad ",
+      loss.grad.present() ? loss.grad.shape() : "none");
+  const T value = linear_cross_entropy_forward<T>(x.value, w.value, b.value, targets, lse, logits, chunk);
+  loss.value.data[0] = value;
+  if (tape)
+    tape->record(LinearCrossEntropyNode<T>{loss.grad, x.value, w.value, b.value, targets, lse, logits,
+                                           chunk, x.grad, w.grad, b.grad});
+  return value;
+}
+
+}  // namespace hattn::ops
