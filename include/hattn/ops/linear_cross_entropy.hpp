@@ -20,8 +20,10 @@
 
 namespace hattn::ops {
 
-/// Logit elements per chunk that linear_cross_entropy_chunk aims at (64 MiB of floats).
-inline constexpr Index linear_cross_entropy_chunk_elements = Index{1} << 24;
+/// Logit elements per chunk that linear_cross_entropy_chunk aims at (160 MiB of floats): 768 rows
+/// of the GPT-2 vocabulary. Smaller chunks save memory when the logits are recomputed but cost
+/// time either way (the gradient products of each chunk pack the (N, K) weight again).
+inline constexpr Index linear_cross_entropy_chunk_elements = Index{5} << 23;
 
 /// Rows per chunk of linear_cross_entropy for `n` classes: about
 /// linear_cross_entropy_chunk_elements / n, a multiple of gemm_row_unit (so the head's products
