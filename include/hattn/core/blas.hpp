@@ -63,6 +63,8 @@ inline constexpr double gemm_large_nk = 1 << 20;
 /// RowMode::any: the largest tile, and the number of tiles a product is split into at least
 /// (before rounding the tile up to a multiple of gemm_tile).
 inline constexpr Index gemm_tile_max = 1024, gemm_min_tiles = 8;
+/// RowMode::any: k / (split extent) from which a product is split into two tiles only.
+inline constexpr Index gemm_deep_ratio = 16;
 
 template <class T>
 void gemm_call(Trans ta, Trans tb, Index m, Index n, Index k, T alpha, const T* a, Index lda,
@@ -141,8 +143,11 @@ void gemm(Trans ta, Trans tb, Index m, Index n, Index k, T alpha, const T* a, In
   const double work = double(m) * double(n) * double(k);
   // Tiles of gemm_tile, or larger for large products (fewer repacked operands): about
   // gemm_min_tiles tiles along the split dimension, a multiple of gemm_tile, at most gemm_tile_max.
-  const auto tile_for = [](Index extent) {
-    const Index t = (extent / detail::gemm_min_tiles + detail::gemm_tile - 1) / detail::gemm_tile * detail::gemm_tile;
+  // A deep product (k >= gemm_deep_ratio times the split extent) is dominated by packing the
+  // operand every tile shares: it takes two tiles.
+  const auto tile_for = [k](Index extent) {
+    const Index parts = k >= detail::gemm_deep_ratio * extent ? 2 : detail::gemm_min_tiles;
+    const Index t = (extent / parts + detail::gemm_tile - 1) / detail::gemm_tile * detail::gemm_tile;
     return std::clamp(t, detail::gemm_tile, detail::gemm_tile_max);
   };
   Index tile = detail::gemm_tile;
