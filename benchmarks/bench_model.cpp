@@ -1,5 +1,5 @@
 // Whole-model benchmarks for three presets: BM_Predict/<preset> (inference: probabilities for a
-// batch), BM_TrainStep/<preset> (zero_grad, training forward with dropout, backward, AdamW
+// batch, a fresh result each call), BM_PredictInto/<preset> (the same into one reused buffer), BM_TrainStep/<preset> (zero_grad, training forward with dropout, backward, AdamW
 // step) and BM_TrainStepCheckpointed/<preset> (the same with gradient checkpointing). Counters: tokens/s (items_per_second), model GFLOP per step, GFLOP/s and MFU against the
 // measured sgemm peak (bench_common.hpp).
 //
@@ -91,19 +91,23 @@ void set_counters(benchmark::State& state, const Preset& p, double flops, double
   state.counters["threads"] = hattn::max_threads();
 }
 
+// `into`: predict into one reused (B, T, V) buffer instead of a fresh result per call.
 template <hattn::Config C>
-void BM_Predict(benchmark::State& state, const Preset& p) {
+void BM_Predict(benchmark::State& state, const Preset& p, bool into) {
   (void)sgemm_peak();  // measured (once) before the model's memory exists
   hattn::Decoder<C> model(p.vocab, p.tokens, /*seed=*/1);
   const Batch batch(p);
-  {
-    const auto warm = model.predict(batch.ids);  // first touch of the scratch pages
-    benchmark::DoNotOptimize(warm.data());
-  }
+  auto out = model.predict(batch.ids);  // (B, T, V); warm-up: first touch of the scratch pages
+  benchmark::DoNotOptimize(out.data());
   const auto start = std::chrono::steady_clock::now();
   for (auto _ : state) {
-    const auto probs = model.predict(batch.ids);  // (B, T, V)
-    benchmark::DoNotOptimize(probs.data());
+    if (into) {
+      model.predict(batch.ids, hattn::View<float, 3>(out));
+      benchmark::DoNotOptimize(out.data());
+    } else {
+      const auto probs = model.predict(batch.ids);  // (B, T, V)
+      benchmark::DoNotOptimize(probs.data());
+    }
   }
   set_counters(state, p, forward_flops(p), seconds_since(start));
 }
@@ -132,7 +136,9 @@ template <hattn::Config C>
 void register_preset(const Preset& p, benchmark::IterationCount iterations) {
   const benchmark::IterationCount n = iterations > 0 ? iterations : p.default_iterations;
   for (auto* b : {benchmark::RegisterBenchmark((std::string("BM_Predict/") + p.name).c_str(),
-                                               [p](benchmark::State& s) { BM_Predict<C>(s, p); }),
+                                               [p](benchmark::State& s) { BM_Predict<C>(s, p, false); }),
+                  benchmark::RegisterBenchmark((std::string("BM_PredictInto/") + p.name).c_str(),
+                                               [p](benchmark::State& s) { BM_Predict<C>(s, p, true); }),
                   benchmark::RegisterBenchmark((std::string("BM_TrainStep/") + p.name).c_str(),
                                                [p](benchmark::State& s) { BM_TrainStep<C>(s, p, false); }),
                   benchmark::RegisterBenchmark((std::string("BM_TrainStepCheckpointed/") + p.name).c_str(),

@@ -10,7 +10,9 @@ every measurement in its own subprocess, whose peak resident set size is read fr
 (os.wait4's rusage of that child). Training is one step of zero_grad + forward (dropout on) +
 cross-entropy + backward + AdamW (lr 3e-4); `ckpt` is hattn's training step with gradient
 checkpointing (BM_TrainStepCheckpointed) against PyTorch's plain training step (measured once per
-preset and shared with `train`); inference is softmax probabilities (B, T, V) with no gradient. PyTorch runs with torch.set_num_threads(1) and (2) and the faster is reported; hattn
+preset and shared with `train`); inference is softmax probabilities (B, T, V) with no gradient,
+`into` the same written into one reused buffer (BM_PredictInto, Decoder::predict(ids, out))
+against PyTorch's inference (shared with `infer`). PyTorch runs with torch.set_num_threads(1) and (2) and the faster is reported; hattn
 runs hattn_bench (BM_TrainStep/<preset>, BM_Predict/<preset>) on all its threads. Each side
 takes one untimed warm-up step, then the mean over --steps timed steps.
 
@@ -39,7 +41,9 @@ PRESETS = {
     "medium": (8192, 512, 8, 256, 3, 8),
     "seed": (50257, 512, 12, 768, 5, 8),
 }
-MODES = ("train", "ckpt", "infer")
+MODES = ("train", "ckpt", "infer", "into")
+# The PyTorch measurement each hattn mode is compared with.
+TORCH_MODE = {"train": "train", "ckpt": "train", "infer": "infer", "into": "infer"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -145,7 +149,8 @@ def cpu_pressure():
 
 
 def measure_hattn(bench_exe, preset, mode, steps, peak):
-    name = {"train": "BM_TrainStep", "ckpt": "BM_TrainStepCheckpointed", "infer": "BM_Predict"}[mode]
+    name = {"train": "BM_TrainStep", "ckpt": "BM_TrainStepCheckpointed", "infer": "BM_Predict",
+            "into": "BM_PredictInto"}[mode]
     cmd = [bench_exe, f"--benchmark_filter=^{name}/{preset}/", "--benchmark_format=json",
            f"--hattn_iterations={steps}", f"--hattn_sgemm_peak_gflops={peak}"]
     out, rss = run_measured(cmd)
@@ -162,7 +167,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--presets", default="tiny,medium",
                     help="comma-separated subset of tiny,medium,seed (seed: minutes, ~7 GB for PyTorch)")
-    ap.add_argument("--modes", default="train,infer", help="comma-separated subset of train,ckpt,infer")
+    ap.add_argument("--modes", default="train,infer", help="comma-separated subset of train,ckpt,infer,into")
     ap.add_argument("--steps", type=int, default=5, help="timed steps per measurement (after one warm-up)")
     ap.add_argument("--seed-steps", type=int, default=2, help="timed steps for the seed preset")
     ap.add_argument("--torch-threads", default="1,2", help="PyTorch thread counts to try; the best is kept")
@@ -201,12 +206,12 @@ def main():
     for preset in presets:
         steps = args.seed_steps if preset == "seed" else args.steps
         vocab, tokens, heads, d, levels, batch = PRESETS[preset]
-        torch_train = None  # PyTorch's plain training step, shared by train and ckpt
+        torch_runs = {}  # PyTorch's training step and inference, each measured once per preset
         for mode in modes:
-            if mode == "infer":
-                torch_r = measure_torch(preset, mode, steps, threads)
-            else:
-                torch_r = torch_train = torch_train or measure_torch(preset, "train", steps, threads)
+            kind = TORCH_MODE[mode]
+            if kind not in torch_runs:
+                torch_runs[kind] = measure_torch(preset, kind, steps, threads)
+            torch_r = torch_runs[kind]
             print(f"  {preset} {mode} pytorch: {fmt_time(torch_r['seconds'])} "
                   f"({torch_r['threads']} threads), {torch_r['rss_mib']:.0f} MiB", flush=True)
             hattn_r = measure_hattn(args.bench, preset, mode, steps, peak)

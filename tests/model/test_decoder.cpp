@@ -383,6 +383,34 @@ TEST_CASE("next-token logits equal the last position's logits", "[decoder][gener
     for (Index v = 0; v < 23; ++v) REQUIRE(next(b, v) == Approx(all(b, 10, v)).epsilon(1e-5).margin(1e-6));
 }
 
+TEST_CASE("predict and logits into the caller's buffer equal the returned results bitwise; a wrong "
+          "shape is refused before anything is written",
+          "[decoder][predict]") {
+  constexpr hattn::Config cfg{.levels = 2, .heads = 2, .d_model = 16};
+  hattn::Decoder<cfg> m(23, 32, 4);
+  perturb_norms(m, 5);
+  const Ids ids = random_ids(3, 11, 23, 6);
+  const auto probs = m.predict(ids), logits = m.logits(ids);
+  hattn::Tensor<float, 3> out(3, 11, 23);
+  for (int repeat = 0; repeat < 2; ++repeat) {  // the buffer is reused, not appended to
+    m.predict(ids, hattn::View<float, 3>(out));
+    REQUIRE(std::equal(out.data(), out.data() + out.size(), probs.data()));
+    m.logits(ids, hattn::View<float, 3>(out));
+    REQUIRE(std::equal(out.data(), out.data() + out.size(), logits.data()));
+  }
+  hattn::Tensor<float, 3> wrong(3, 11, 22);
+  wrong.setConstant(7.0f);
+  REQUIRE_THROWS_WITH(m.predict(ids, hattn::View<float, 3>(wrong)),
+                      "Decoder::predict: output (3, 11, 22) does not match (B, T, V) = (3, 11, 23)");
+  REQUIRE_THROWS_WITH(m.logits(ids, hattn::View<float, 3>(out.data(), 3, 12, 23)),
+                      "Decoder::predict: output (3, 12, 23) does not match (B, T, V) = (3, 11, 23)");
+  Ids bad = ids;
+  bad(1, 2) = 23;
+  REQUIRE_THROWS_WITH(m.predict(bad, hattn::View<float, 3>(wrong)),
+                      "Decoder::predict: token id 23 at (1, 2) is outside the vocabulary [0, 23)");
+  REQUIRE(std::all_of(wrong.data(), wrong.data() + wrong.size(), [](float e) { return e == 7.0f; }));
+}
+
 TEST_CASE("attention maps are causal probability rows, per hierarchy level", "[decoder][attention]") {
   constexpr hattn::Config cfg{.levels = 2, .heads = 2, .d_model = 16};
   hattn::Decoder<cfg> m(23, 32, 4);

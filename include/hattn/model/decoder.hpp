@@ -179,16 +179,34 @@ class Decoder {
   /// them for later calls (memory grows to the largest shape times the peak concurrency).
   /// Throws hattn::Error for the invalid inputs forward() rejects.
   Tensor<T, 3> predict(View<const std::int32_t, 2> ids) const {
-    Tensor<T, 3> probs = logits(ids);
-    const View<T, 2> m = View<T, 3>(probs).matrix();
-    ops::softmax_forward<T>(m, View<const T, 2>(m));
+    Tensor<T, 3> probs = new_result(ids);
+    predict(ids, View<T, 3>(probs));
     return probs;
+  }
+
+  /// As predict(ids), into the caller's (B, T, V) `out`: repeated inference into one buffer
+  /// allocates nothing and touches no fresh pages (for a large vocabulary, the kernel zeroing a
+  /// new result's pages is a fifth of a call). Throws hattn::Error, before writing anything, for
+  /// what predict(ids) rejects and for an `out` of another shape.
+  void predict(View<const std::int32_t, 2> ids, View<T, 3> out) const {
+    logits(ids, out);
+    const View<T, 2> m = out.matrix();
+    ops::softmax_forward<T>(m, View<const T, 2>(m));
   }
 
   /// Inference logits (B, T, V), as predict() but before the softmax.
   Tensor<T, 3> logits(View<const std::int32_t, 2> ids) const {
+    Tensor<T, 3> result = new_result(ids);
+    logits(ids, View<T, 3>(result));
+    return result;
+  }
+
+  /// As logits(ids), into the caller's (B, T, V) `out` (see predict(ids, out)).
+  void logits(View<const std::int32_t, 2> ids, View<T, 3> out) const {
     validate_ids(ids, "Decoder::predict");
     const Index B = ids.dim(0), T_ = ids.dim(1);
+    detail::require(out.dim(0) == B && out.dim(1) == T_ && out.dim(2) == vocab_, "Decoder::predict",
+                    "output ", out.shape(), " does not match (B, T, V) = (", B, ", ", T_, ", ", vocab_, ")");
     const Index Tp = padded_length(T_);
     const ArenaLease lease(*this);
     Acts acts = make_acts(B, T_, *lease, nullptr, 0);
@@ -196,13 +214,10 @@ class Decoder {
     // The head writes each sequence's real rows straight into the result: no (B*Tp, V) buffer, no
     // copy. One product per sequence, so a row's bits depend on its position t only (as in
     // training, where every sequence starts at a multiple of Tp).
-    Tensor<T, 3> result(B, T_, vocab_);
-    advise_huge_pages(result.data(), std::size_t(result.size()) * sizeof(T));  // before first touch
     for (Index b = 0; b < B; ++b)
-      ops::linear_forward<T>(View<T, 2>(result.data() + b * T_ * vocab_, T_, vocab_),
+      ops::linear_forward<T>(View<T, 2>(out.data + b * T_ * vocab_, T_, vocab_),
                              View<const T, 2>(rows.value.data + b * Tp * C.d_model, T_, C.d_model),
                              params_.head_w.value, params_.head_b.value);
-    return result;
   }
 
   /// Inference logits (B, V) of the token after each sequence: the head runs on the last real row
@@ -393,6 +408,15 @@ class Decoder {
       rows = model::block_forward<T, L, C.node_mask>(params_.blocks[b], a.blocks[b], rows, Tp, ctx,
                                                      1 + std::uint64_t(b) * 2 * (L + 1));
     return rows;
+  }
+
+  /// An uninitialized (B, T, V) result for (B, T) `ids` (checked first), its pages advised as
+  /// huge before the first touch.
+  Tensor<T, 3> new_result(View<const std::int32_t, 2> ids) const {
+    validate_ids(ids, "Decoder::predict");
+    Tensor<T, 3> result(ids.dim(0), ids.dim(1), vocab_);
+    advise_huge_pages(result.data(), std::size_t(result.size()) * sizeof(T));
+    return result;
   }
 
   /// The real rows of (B * Tp, V) logits as a (B, T, V) tensor.
