@@ -461,7 +461,7 @@ int main(int argc, char** argv) {
   train->add_option("--seed", ta.seed, "initialization, dropout and batch seed")->capture_default_str();
   train->add_option("--validation", ta.validation, "fraction of the corpus held out")->capture_default_str();
   train->add_flag("--gradient-checkpointing", ta.checkpointing,
-                  "recompute the hierarchies' activations in backward: less memory, same gradients");
+                  "recompute the hierarchies' activations and the logits in backward: less memory, same gradients");
 
   GenerateArgs ga;
   auto* gen = app.add_subcommand("generate", "continue a prompt");

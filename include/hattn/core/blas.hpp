@@ -80,19 +80,24 @@ void gemm_call(Trans ta, Trans tb, Index m, Index n, Index k, T alpha, const T* 
   }
 }
 
-/// Rows [i0, i0 + rows) and columns [j0, j0 + cols) of C as a call over a multiple of
-/// gemm_row_unit rows: directly when `rows` is one, else through zero-padded scratch copies of
-/// A's rows and C's rows (C is copied in, so beta applies exactly as in a direct call).
+/// Rows [i0, i0 + rows) and columns [j0, j0 + cols) of C as calls over multiples of
+/// gemm_row_unit rows (i0 is one): the whole units directly, a last partial unit through
+/// zero-padded scratch copies of A's rows and C's rows (C is copied in, so beta applies exactly
+/// as in a direct call).
 template <class T>
 void gemm_stable_tile(Trans ta, Trans tb, Index i0, Index rows, Index j0, Index cols, Index k,
                       T alpha, const T* a, Index lda, const T* b, Index ldb, T beta, T* c, Index ldc) {
-  const T* a0 = ta == Trans::yes ? a + i0 : a + i0 * lda;
+  const Index whole = rows / gemm_row_unit * gemm_row_unit;
   const T* b0 = tb == Trans::yes ? b + j0 * ldb : b + j0;
-  T* c0 = c + i0 * ldc + j0;
-  if (rows % gemm_row_unit == 0) {
-    gemm_call(ta, tb, rows, cols, k, alpha, a0, lda, b0, ldb, beta, c0, ldc);
-    return;
+  if (whole > 0) {
+    const T* a0 = ta == Trans::yes ? a + i0 : a + i0 * lda;
+    gemm_call(ta, tb, whole, cols, k, alpha, a0, lda, b0, ldb, beta, c + i0 * ldc + j0, ldc);
   }
+  if (whole == rows) return;
+  i0 += whole;
+  rows -= whole;
+  const T* a0 = ta == Trans::yes ? a + i0 : a + i0 * lda;
+  T* c0 = c + i0 * ldc + j0;
   const Index padded = (rows + gemm_row_unit - 1) / gemm_row_unit * gemm_row_unit;
   thread_local std::vector<T> a_pad, c_pad;  // grow once per thread
   a_pad.assign(std::size_t(padded * k), T(0));
