@@ -62,6 +62,21 @@ void cross_entropy_row_grad_in_place(T* g, Index v, std::int32_t target, T lse, 
   g[target] -= scale;
 }
 
+/// Checks that every target is in [0, v) or ignore_index, at least one not ignored, and returns
+/// how many are not ignored (the mean's denominator).
+inline Index count_targets(View<const std::int32_t, 1> targets, Index v, const char* op) {
+  Index count = 0;
+  for (Index i = 0; i < targets.dim(0); ++i) {
+    const std::int32_t t = targets.data[i];
+    hattn::detail::require(t == ignore_index || (t >= 0 && t < v), op, "target ", t, " at row ", i,
+                           " is outside [0, ", v, ") and is not the ignore index ", ignore_index);
+    count += t != ignore_index;
+  }
+  hattn::detail::require(count > 0, op, "every target is the ignore index ", ignore_index, " (",
+                         targets.dim(0), " rows), so the mean loss over no targets is undefined");
+  return count;
+}
+
 /// Checks shapes and targets of cross_entropy_forward / _backward and returns the number of rows
 /// whose target is not ignore_index. Nothing has been computed when it throws.
 template <class T>
@@ -77,16 +92,7 @@ Index check_cross_entropy(View<const T, 2> logits, View<const std::int32_t, 1> t
       dlogits ? ", dlogits " : "", dlogits ? (dlogits->present() ? dlogits->shape() : "none") : "",
       dlogits ? " (want logits (M, V), targets (M), lse (M), dlogits (M, V) or none)"
               : " (want logits (M, V), targets (M), lse (M))");
-  Index count = 0;
-  for (Index i = 0; i < m; ++i) {
-    const std::int32_t t = targets.data[i];
-    hattn::detail::require(t == ignore_index || (t >= 0 && t < v), op, "target ", t, " at row ", i,
-                           " is outside [0, ", v, ") and is not the ignore index ", ignore_index);
-    count += t != ignore_index;
-  }
-  hattn::detail::require(count > 0, op, "every target is the ignore index ", ignore_index, " (",
-                         m, " rows), so the mean loss over no targets is undefined");
-  return count;
+  return count_targets(targets, v, op);
 }
 
 }  // namespace detail

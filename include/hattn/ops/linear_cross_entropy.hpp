@@ -54,16 +54,7 @@ Index check_linear_cross_entropy(View<const T, 2> x, View<const T, 2> w, View<co
       ", targets ", targets.shape(), ", lse ", lse.shape(), ", logits ", logits.shape(),
       " (want x (M, K), W (N, K), b (N) or none, targets (M), lse (M), logits (M, N) or (min(M, ",
       chunk, "), N))");
-  Index count = 0;
-  for (Index i = 0; i < m; ++i) {
-    const std::int32_t t = targets.data[i];
-    hattn::detail::require(t == ignore_index || (t >= 0 && t < n), op, "target ", t, " at row ", i,
-                           " is outside [0, ", n, ") and is not the ignore index ", ignore_index);
-    count += t != ignore_index;
-  }
-  hattn::detail::require(count > 0, op, "every target is the ignore index ", ignore_index, " (", m,
-                         " rows), so the mean loss over no targets is undefined");
-  return count;
+  return count_targets(targets, n, op);
 }
 
 /// The logits of rows [r0, r0 + rows): their place in a stored (M, N) buffer, or the (R, N)
