@@ -17,6 +17,7 @@
 #include <hattn/core/tensor.hpp>
 #include <hattn/ops/attention.hpp>
 #include <hattn/ops/cross_entropy.hpp>
+#include <hattn/ops/dropout.hpp>
 #include <hattn/ops/layernorm.hpp>
 
 #include "bench_common.hpp"
@@ -190,6 +191,30 @@ void BM_LayerNormBackward(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * 4 * buf.m * buf.d * Index(sizeof(float)));
 }
 BENCHMARK(BM_LayerNormBackward)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// ---------------------------------------------------------------------------------------------
+// Dropout (p = 0.1, training) over the model's rows at the seed width (4096 x 768): the Philox
+// masks are generated in the forward pass and again in the backward pass.
+
+void BM_Dropout(benchmark::State& state) {
+  const bool backward = state.range(0) != 0;
+  constexpr Index n = model_rows * 768;
+  hattn::Arena<float> arena;
+  arena.reserve(2 * n);
+  const View<float, 1> x = arena.view(n), y = arena.view(n);  // (n) each: input / dy, output / dx
+  fill_uniform(x, 5);
+  fill_uniform(y, 6);
+  for (auto _ : state) {
+    if (backward)
+      hattn::ops::dropout_backward<float>(x, y, 0.1, true, /*seed=*/1, /*stream=*/2);
+    else
+      hattn::ops::dropout_forward<float>(y, x, 0.1, true, /*seed=*/1, /*stream=*/2);
+    benchmark::DoNotOptimize(y.data);
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(state.iterations() * n);  // elements
+}
+BENCHMARK(BM_Dropout)->ArgName("backward")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // ---------------------------------------------------------------------------------------------
 // Cross-entropy over the GPT-2 vocabulary (V = 50257) for `rows` logit rows (argument; the seed

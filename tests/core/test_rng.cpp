@@ -20,6 +20,27 @@ TEST_CASE("Philox4x32-10 reproduces Random123's known-answer vectors", "[rng]") 
           std::array<std::uint32_t, 4>{0xd16cfe09u, 0x94fdccebu, 0x5001e420u, 0x24126ea1u});
 }
 
+TEST_CASE("Philox::blocks computes its lanes bitwise as block does, across the counter's 2^32 carry",
+          "[rng]") {
+  for (std::uint64_t seed : {0ull, 1ull, 0x299f31d0a4093822ull, 0xffffffffffffffffull})
+    for (std::uint64_t stream : {0ull, 7ull, 0x0370734413198a2eull})
+      for (std::uint64_t counter : {0ull, 5ull, 0xfffffffcull, 0xffffffffffffffffull - 3, 0x85a308d3243f6a88ull}) {
+        const Philox rng(seed);
+        std::array<std::uint32_t, 4 * Philox::lanes> wide{};
+        rng.blocks(stream, counter, wide.data());
+        for (int j = 0; j < Philox::lanes; ++j) {
+          const auto one = rng.block(stream, counter + std::uint64_t(j));  // wraps like the lanes
+          INFO("seed " << seed << ", stream " << stream << ", counter " << counter << " + " << j);
+          for (int w = 0; w < 4; ++w) REQUIRE(wide[std::size_t(4 * j + w)] == one[std::size_t(w)]);
+        }
+      }
+  // The known-answer vector through a lane: counter 0x85a308d3243f6a88 is lane 0.
+  std::array<std::uint32_t, 4 * Philox::lanes> wide{};
+  Philox(0x299f31d0a4093822ull).blocks(0x0370734413198a2eull, 0x85a308d3243f6a88ull, wide.data());
+  REQUIRE(std::array<std::uint32_t, 4>{wide[0], wide[1], wide[2], wide[3]} ==
+          std::array<std::uint32_t, 4>{0xd16cfe09u, 0x94fdccebu, 0x5001e420u, 0x24126ea1u});
+}
+
 TEST_CASE("Philox words are a pure function of (seed, stream, index)", "[rng]") {
   const Philox a(42), b(42), c(43);
   REQUIRE(a.word(3, 17) == b.word(3, 17));

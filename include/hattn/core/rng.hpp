@@ -30,6 +30,44 @@ class Philox {
     return {r[0], r[1], r[2], r[3]};
   }
 
+  /// Lanes of blocks() computed side by side (one SIMD register of 32-bit words with AVX2).
+  static constexpr int lanes = 8;
+
+  /// The blocks at counters [counter, counter + lanes) of `stream`, in order: out[4 j + w] is
+  /// block(stream, counter + j)[w], bitwise. The lanes run the ten rounds side by side on compiler
+  /// vector extensions (the 32 x 32 -> 64-bit products are vector multiplies).
+  void blocks(std::uint64_t stream, std::uint64_t counter, std::uint32_t* out) const {
+    using U32 = std::uint32_t __attribute__((vector_size(4 * lanes)));  // (lanes)
+    using U64 = std::uint64_t __attribute__((vector_size(8 * lanes)));  // (lanes)
+    U32 c0, c1;  // (lanes) counter words 0 and 1 of each lane
+    for (int j = 0; j < lanes; ++j) {
+      c0[j] = std::uint32_t(counter + std::uint64_t(j));
+      c1[j] = std::uint32_t((counter + std::uint64_t(j)) >> 32);
+    }
+    U32 c2 = U32{} + std::uint32_t(stream), c3 = U32{} + std::uint32_t(stream >> 32);
+    std::uint32_t k0 = std::uint32_t(seed_), k1 = std::uint32_t(seed_ >> 32);
+    for (int round = 0; round < 10; ++round) {  // Random123's philox4x32round, bumpkey between
+      if (round > 0) {
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+      }
+      const U64 p0 = __builtin_convertvector(c0, U64) * std::uint64_t{0xD2511F53u};
+      const U64 p1 = __builtin_convertvector(c2, U64) * std::uint64_t{0xCD9E8D57u};
+      const U32 hi0 = __builtin_convertvector(p0 >> 32, U32), lo0 = __builtin_convertvector(p0, U32);
+      const U32 hi1 = __builtin_convertvector(p1 >> 32, U32), lo1 = __builtin_convertvector(p1, U32);
+      c0 = hi1 ^ c1 ^ k0;
+      c1 = lo1;
+      c2 = hi0 ^ c3 ^ k1;
+      c3 = lo0;
+    }
+    for (int j = 0; j < lanes; ++j) {
+      out[4 * j] = c0[j];
+      out[4 * j + 1] = c1[j];
+      out[4 * j + 2] = c2[j];
+      out[4 * j + 3] = c3[j];
+    }
+  }
+
   /// Word `i` of stream `stream` (word i is lane i % 4 of block i / 4).
   std::uint32_t word(std::uint64_t stream, std::uint64_t i) const {
     return block(stream, i / 4)[i % 4];

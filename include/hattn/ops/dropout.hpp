@@ -24,7 +24,7 @@ namespace detail {
 /// Elements per parallel task of dropout: a constant multiple of 4 (a Philox block gives the
 /// uniforms of four consecutive elements), so the partition never depends on the threads.
 inline constexpr Index dropout_block = Index{1} << 14;
-static_assert(dropout_block % 4 == 0);
+static_assert(dropout_block % (4 * Philox::lanes) == 0);
 
 /// The requires-clause of dropout_forward / dropout_backward on p and the sizes of `a`, `b`.
 template <class T>
@@ -36,21 +36,30 @@ void check_dropout(View<const T, 1> a, View<const T, 1> b, double p, const char*
                          b_name, " ", b.shape(), " (want equal sizes)");
 }
 
-/// Calls `f(i, keep_i)` for every element i in [0, n), in parallel over fixed blocks, where
-/// keep_i = Philox(seed).uniform(stream, i) >= p. Each Philox block is generated once for its
-/// four elements; the uniform is formed exactly as Philox::uniform forms it.
+/// Calls `f(i0, count, keep)` over consecutive runs [i0, i0 + count) covering [0, n), in parallel
+/// over fixed blocks, where keep[l] = 1 if Philox(seed).uniform(stream, i0 + l) >= p, else 0. The
+/// runs are at most 4 * Philox::lanes long (f's loop over them can vectorize); their uniforms
+/// are formed exactly as Philox::uniform forms them.
 template <class F>
 void for_each_dropout_keep(Index n, double p, std::uint64_t seed, std::uint64_t stream, F&& f) {
   const Philox rng(seed);
+  constexpr Index wide = 4 * Philox::lanes;  // elements of one Philox::blocks call
   parallel_for((n + dropout_block - 1) / dropout_block, [&](Index t) {
     const Index i0 = t * dropout_block, i1 = std::min(n, i0 + dropout_block);
-    for (Index q = i0; q < i1; q += 4) {  // i0 % 4 == 0: q is the first element of a block
-      const auto words = rng.block(stream, static_cast<std::uint64_t>(q / 4));
-      const Index lanes = std::min<Index>(4, i1 - q);
-      for (Index l = 0; l < lanes; ++l) {
-        const float u = Philox::to_uniform(words[l]);  // == rng.uniform(stream, q + l)
-        f(q + l, u >= p);
+    std::uint32_t words[wide] = {};  // (wide) Philox words of elements q .. q + wide
+    unsigned char keep[wide];        // (wide) 1 where kept
+    for (Index q = i0; q < i1; q += wide) {  // q % 4 == 0: element q is word 0 of block q / 4
+      const Index count = std::min(wide, i1 - q);
+      if (count == wide) {
+        rng.blocks(stream, static_cast<std::uint64_t>(q / 4), words);
+      } else {  // the last partial run, a block at a time
+        for (Index l = 0; l < count; l += 4) {
+          const auto block = rng.block(stream, static_cast<std::uint64_t>((q + l) / 4));
+          std::copy(block.begin(), block.end(), words + l);
+        }
       }
+      for (Index l = 0; l < wide; ++l) keep[l] = Philox::to_uniform(words[l]) >= p;
+      f(q, count, static_cast<const unsigned char*>(keep));
     }
   });
 }
@@ -82,8 +91,13 @@ void dropout_forward(View<T, 1> y, View<const Id<T>, 1> x, double p, bool traini
   }
   // A division, not a product with 1 / (1 - p): kept values are exactly x / (1 - p) in T.
   const T keep_prob = static_cast<T>(1.0 - p);
-  detail::for_each_dropout_keep(n, p, seed, stream, [&](Index i, bool keep) {
-    y.data[i] = keep ? x.data[i] / keep_prob : T(0);
+  detail::for_each_dropout_keep(n, p, seed, stream, [&](Index i0, Index count, const unsigned char* keep) {
+    T* yr = y.data + i0;               // (count)
+    const T* xr = x.data + i0;         // (count); may be yr itself
+    for (Index l = 0; l < count; ++l) {  // divides every lane, then selects: vectorizes
+      const T scaled = xr[l] / keep_prob;
+      yr[l] = keep[l] ? scaled : T(0);
+    }
   });
 }
 
@@ -109,8 +123,13 @@ void dropout_backward(View<const T, 1> dy, View<Id<T>, 1> dx, double p, bool tra
     return;
   }
   const T keep_prob = static_cast<T>(1.0 - p);
-  detail::for_each_dropout_keep(n, p, seed, stream, [&](Index i, bool keep) {
-    if (keep) dx.data[i] += dy.data[i] / keep_prob;
+  detail::for_each_dropout_keep(n, p, seed, stream, [&](Index i0, Index count, const unsigned char* keep) {
+    T* g = dx.data + i0;               // (count)
+    const T* d = dy.data + i0;         // (count)
+    for (Index l = 0; l < count; ++l) {  // dropped lanes keep their gradient bit for bit
+      const T sum = g[l] + d[l] / keep_prob;
+      g[l] = keep[l] ? sum : g[l];
+    }
   });
 }
 
