@@ -65,7 +65,12 @@ class AdamBase {
             name, "invalid options: lr ", options.lr, ", beta1 ", options.beta1, ", beta2 ", options.beta2,
             ", eps ", options.eps);
     Index n = 0;
-    for (const auto& p : params) n += p.trainable() ? p.size() : 0;
+    for (std::size_t k = 0; k < params.size(); ++k) {
+      if (!params[k].trainable()) continue;
+      for (Index i0 = 0; i0 < params[k].size(); i0 += update_block)
+        tasks_.push_back({k, n, i0, std::min(params[k].size(), i0 + update_block)});
+      n += params[k].size();
+    }
     m_.assign(std::size_t(n), T(0));
     v_.assign(std::size_t(n), T(0));
   }
@@ -83,28 +88,23 @@ class AdamBase {
     const T b1 = T(options_.beta1), b2 = T(options_.beta2), neg_step_size = T(-options_.lr / bc1);
     const T c1 = T(1 - options_.beta1), c2 = T(1 - options_.beta2);
     const T eps = T(options_.eps), root = T(bc2_sqrt);
-    Index offset = 0;
-    for (std::size_t k = 0; k < params_->size(); ++k) {
-      const Parameter<T>& p = (*params_)[k];
-      if (!p.trainable()) continue;
-      T* m = m_.data() + offset;  // (p.size())
-      T* v = v_.data() + offset;  // (p.size())
-      const Index n = p.size();
-      const bool decay = !shrink.empty() && shrink[k] != 1.0;
-      const T factor = decay ? T(shrink[k]) : T(1);
-      constexpr Index block = 1 << 14;
-      parallel_for((n + block - 1) / block, [&](Index task) {
-        const Index i1 = std::min(n, (task + 1) * block);
-        for (Index i = task * block; i < i1; ++i) {
-          const T g = p.grad[i];
-          if (decay) p.value[i] *= factor;
-          m[i] = m[i] * b1 + c1 * g;
-          v[i] = v[i] * b2 + c2 * g * g;
-          p.value[i] += neg_step_size * m[i] / (std::sqrt(v[i]) / root + eps);
-        }
-      });
-      offset += n;
-    }
+    // One parallel loop over every tensor's blocks: a model's many small tensors (biases,
+    // LayerNorm weights) share tasks' scheduling instead of each paying for its own.
+    parallel_for(Index(tasks_.size()), [&](Index t) {
+      const Task& task = tasks_[std::size_t(t)];
+      const Parameter<T>& p = (*params_)[task.param];
+      T* m = m_.data() + task.offset;  // (p.size())
+      T* v = v_.data() + task.offset;  // (p.size())
+      const bool decay = !shrink.empty() && shrink[task.param] != 1.0;
+      const T factor = decay ? T(shrink[task.param]) : T(1);
+      for (Index i = task.begin; i < task.end; ++i) {
+        const T g = p.grad[i];
+        if (decay) p.value[i] *= factor;
+        m[i] = m[i] * b1 + c1 * g;
+        v[i] = v[i] * b2 + c2 * g * g;
+        p.value[i] += neg_step_size * m[i] / (std::sqrt(v[i]) / root + eps);
+      }
+    });
   }
 
   /// Throws hattn::Error("<name>: <parts...>") unless `ok`.
@@ -118,6 +118,14 @@ class AdamBase {
   Options options_;
 
  private:
+  /// Elements of one tensor per update task.
+  static constexpr Index update_block = Index{1} << 14;
+  /// Elements [begin, end) of registry entry `param`, whose moments start at `offset`.
+  struct Task {
+    std::size_t param;
+    Index offset, begin, end;
+  };
+  std::vector<Task> tasks_;  // every trainable tensor's blocks, in registry order
   std::vector<T> m_, v_;  // (trainable elements) moments
   std::int64_t t_ = 0;
 };
