@@ -315,8 +315,8 @@ class Decoder {
   /// Training memory for one (B, T) shape, reused while the shape stays.
   struct Workspace {
     Index B = 0, tokens = 0;  // the shape it is laid out for
+    bool checkpointing = false;  // and whether the hierarchies' values and the logits are recomputed
     View<const T, 2> head_in;  // (B * Tp, d) the head's input in the last forward
-    bool checkpointing = false;  // and whether the hierarchies' values are recomputed
     Arena<T> values, grads;
     Index permanent_grads = 0;  // leading elements of grads zeroed at the start of a step
     Acts acts;
@@ -457,8 +457,8 @@ class Decoder {
   Index vocab_, seq_;
   std::uint64_t seed_;
   std::uint64_t step_ = 0;
-  bool logits_consumed_ = false;
-  bool checkpointing_ = false;  // backward() turned the last forward's logits into their gradient
+  bool logits_consumed_ = false;  // backward() has run since the last forward
+  bool checkpointing_ = false;    // set_checkpointing
   Arena<T> values_, grads_;                // parameters and their gradients
   std::vector<Parameter<T>> registry_;     // names and views into values_ / grads_
   Params params_;
