@@ -32,6 +32,7 @@
 #include <hattn/hattn.hpp>
 
 #include "bench_common.hpp"
+#include "bench_presets.hpp"
 
 namespace hattn_bench {
 
@@ -45,10 +46,10 @@ struct Preset {
   benchmark::IterationCount default_iterations;  ///< 0: Google Benchmark decides
 };
 
-constexpr Preset tiny{"tiny", hattn::Config{.levels = 3, .heads = 4, .d_model = 64}, 256, 256, 8, 0};
-constexpr Preset medium{"medium", hattn::Config{.levels = 3, .heads = 8, .d_model = 256}, 8192, 512, 8, 0};
+constexpr Preset tiny{"tiny", tiny_width, 256, 256, 8, 0};
+constexpr Preset medium{"medium", medium_width, 8192, 512, 8, 0};
 // Seconds per iteration: a fixed, small iteration count keeps a full run of hattn_bench bounded.
-constexpr Preset seed{"seed", hattn::Config{.levels = 5, .heads = 12, .d_model = 768}, 50257, 512, 8, 2};
+constexpr Preset seed{"seed", seed_width, 50257, 512, 8, 2};
 
 /// Model FLOPs of one forward pass (the formula at the top of this file).
 double forward_flops(const Preset& p) {
@@ -69,17 +70,6 @@ double forward_flops(const Preset& p) {
   return double(c.blocks) * block + 2 * M * d * V;
 }
 
-/// Random token ids (B, T) and their next-token targets, the last position -100 (SPEC.md).
-struct Batch {
-  hattn::Tensor<std::int32_t, 2> ids, targets;
-  explicit Batch(const Preset& p) : ids(p.batch, p.tokens), targets(p.batch, p.tokens) {
-    hattn::Generator gen(7);
-    for (Index b = 0; b < p.batch; ++b)
-      for (Index t = 0; t < p.tokens; ++t) ids(b, t) = std::int32_t(gen.below(std::uint64_t(p.vocab)));
-    for (Index b = 0; b < p.batch; ++b)
-      for (Index t = 0; t < p.tokens; ++t) targets(b, t) = t + 1 < p.tokens ? ids(b, t + 1) : -100;
-  }
-};
 
 // `seconds`: wall-clock time of the timed loop (all state.iterations() steps).
 void set_counters(benchmark::State& state, const Preset& p, double flops, double seconds) {
@@ -96,7 +86,7 @@ template <hattn::Config C>
 void BM_Predict(benchmark::State& state, const Preset& p, bool into) {
   (void)sgemm_peak();  // measured (once) before the model's memory exists
   hattn::Decoder<C> model(p.vocab, p.tokens, /*seed=*/1);
-  const Batch batch(p);
+  const Batch batch(p.batch, p.tokens, p.vocab);
   auto out = model.predict(batch.ids);  // (B, T, V); warm-up: first touch of the scratch pages
   benchmark::DoNotOptimize(out.data());
   if (!into) out = hattn::Tensor<float, 3>();  // only the fresh results' memory from here on
@@ -119,7 +109,7 @@ void BM_TrainStep(benchmark::State& state, const Preset& p, bool checkpointing) 
   hattn::Decoder<C> model(p.vocab, p.tokens, /*seed=*/1);
   model.set_checkpointing(checkpointing);
   hattn::AdamW<float> optimizer(model.parameters(), hattn::AdamWOptions{.lr = 3e-4});
-  const Batch batch(p);
+  const Batch batch(p.batch, p.tokens, p.vocab);
   const auto step = [&] {
     model.zero_grad();
     const float loss = model.forward(batch.ids, batch.targets);

@@ -1,6 +1,7 @@
 // Per-op benchmarks at the shapes the model runs them: attention as the leaves run it (many small
 // causal chunks) and as the top tree level runs it (one (T/2, T/2) block per sequence), LayerNorm,
-// and cross-entropy over the GPT-2 vocabulary. Forward and backward separately; wall-clock times.
+// dropout, cross-entropy over the GPT-2 vocabulary, and the seed model's head with its loss.
+// Forward and backward separately unless said otherwise; wall-clock times.
 //
 // GFLOP counters of attention count model FLOPs: 4 d per visible (unmasked) score in the forward
 // pass (Q K^T and P V, 2 dh multiply-adds each per head, summed over the heads), twice that in the
@@ -9,6 +10,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -19,6 +21,8 @@
 #include <hattn/ops/cross_entropy.hpp>
 #include <hattn/ops/dropout.hpp>
 #include <hattn/ops/layernorm.hpp>
+#include <hattn/ops/linear.hpp>
+#include <hattn/ops/linear_cross_entropy.hpp>
 
 #include "bench_common.hpp"
 
@@ -270,5 +274,77 @@ void BM_CrossEntropyBackward(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * 3 * buf.m * buf.v * Index(sizeof(float)));
 }
 BENCHMARK(BM_CrossEntropyBackward)->ArgName("rows")->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// ---------------------------------------------------------------------------------------------
+// The seed model's head (768 -> V = 50257). BM_HeadForward: one sequence's logits as inference
+// computes them (512 rows). BM_HeadLoss: head and mean cross-entropy, forward and backward, over
+// 1024 rows, three ways: mode 0 unfused (linear_forward, cross_entropy_forward, the in-place
+// cross-entropy backward, linear_backward), mode 1 fused with the logits stored, mode 2 fused with
+// the logits recomputed per chunk (gradient checkpointing).
+
+struct HeadBuffers {
+  static constexpr Index k = 768, n = 50257;
+  const Index m;
+  hattn::Arena<float> arena;
+  View<float, 2> x, w, dx, dw, logits;  // (M, K), (N, K), (M, K), (N, K), (M, N)
+  View<float, 1> b, db, lse;            // (N), (N), (M)
+  std::vector<std::int32_t> targets;    // (M)
+
+  explicit HeadBuffers(Index rows) : m(rows), targets(std::size_t(rows)) {
+    hattn::ArenaPlan plan;
+    for (Index size : {m * k, n * k, m * k, n * k, m * n, n, n, m}) plan.add<float>(size);
+    arena.reserve(plan.total());
+    x = arena.view(m, k);
+    w = arena.view(n, k);
+    dx = arena.view(m, k);
+    dw = arena.view(n, k);
+    logits = arena.view(m, n);
+    b = arena.view(n);
+    db = arena.view(n);
+    lse = arena.view(m);
+    fill_uniform(x, 7);
+    fill_uniform(w, 8);
+    fill_uniform(b, 9);
+    hattn::Generator gen(10);
+    for (auto& t : targets) t = std::int32_t(gen.below(std::uint64_t(n)));
+  }
+  View<const std::int32_t, 1> target_view() const { return View<const std::int32_t, 1>(targets.data(), m); }
+};
+
+void BM_HeadForward(benchmark::State& state) {
+  HeadBuffers buf(512);
+  for (auto _ : state) {
+    hattn::ops::linear_forward<float>(buf.logits, buf.x, buf.w, buf.b);
+    benchmark::DoNotOptimize(buf.logits.data);
+    benchmark::ClobberMemory();
+  }
+  state.counters["GFLOP"] = gflops(2.0 * double(buf.m * buf.k * buf.n));
+}
+BENCHMARK(BM_HeadForward)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_HeadLoss(benchmark::State& state) {
+  const int mode = int(state.range(0));
+  HeadBuffers buf(1024);
+  const Index chunk = hattn::ops::linear_cross_entropy_chunk(buf.n);
+  const View<float, 2> logits = mode == 2 ? View<float, 2>(buf.logits.data, std::min(buf.m, chunk), buf.n)
+                                          : buf.logits;  // (M, N) stored or (chunk, N) scratch
+  for (auto _ : state) {
+    if (mode == 0) {
+      hattn::ops::linear_forward<float>(buf.logits, buf.x, buf.w, buf.b);
+      hattn::ops::cross_entropy_forward<float>(buf.logits, buf.target_view(), buf.lse);
+      hattn::ops::cross_entropy_backward_in_place<float>(1.0f, buf.logits, buf.target_view(), buf.lse);
+      hattn::ops::linear_backward<float>(buf.logits, buf.x, buf.w, buf.dx, buf.dw, buf.db);
+    } else {
+      hattn::ops::linear_cross_entropy_forward<float>(buf.x, buf.w, buf.b, buf.target_view(), buf.lse, logits,
+                                                      chunk);
+      hattn::ops::linear_cross_entropy_backward<float>(1.0f, buf.x, buf.w, buf.b, buf.target_view(), buf.lse,
+                                                       logits, chunk, buf.dx, buf.dw, buf.db);
+    }
+    benchmark::DoNotOptimize(buf.dw.data);
+    benchmark::ClobberMemory();
+  }
+  state.counters["GFLOP"] = gflops((mode == 2 ? 8.0 : 6.0) * double(buf.m * buf.k * buf.n));
+}
+BENCHMARK(BM_HeadLoss)->ArgName("mode")->DenseRange(0, 2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace

@@ -27,13 +27,12 @@
 
 #include <hattn/hattn.hpp>
 
+#include "bench_presets.hpp"
+
 namespace {
 
 using hattn::Index;
 
-/// Model widths, as the presets of bench_model.cpp (without their T and batch).
-constexpr hattn::Config tiny{.levels = 3, .heads = 4, .d_model = 64};
-constexpr hattn::Config medium{.levels = 3, .heads = 8, .d_model = 256};
 
 /// The command line.
 struct Options {
@@ -59,17 +58,11 @@ int run(const Options& o, Index vocab) {
   model.set_checkpointing(o.checkpoint);
   hattn::AdamW<float> optimizer(model.parameters(), hattn::AdamWOptions{.lr = 3e-4});
 
-  // Random ids and their next-token targets, the last position -100 (SPEC.md).
-  hattn::Tensor<std::int32_t, 2> ids(o.batch, o.tokens), targets(o.batch, o.tokens);
-  hattn::Generator gen(7);
-  for (Index b = 0; b < o.batch; ++b)
-    for (Index t = 0; t < o.tokens; ++t) ids(b, t) = std::int32_t(gen.below(std::uint64_t(vocab)));
-  for (Index b = 0; b < o.batch; ++b)
-    for (Index t = 0; t < o.tokens; ++t) targets(b, t) = t + 1 < o.tokens ? ids(b, t + 1) : -100;
+  const hattn_bench::Batch batch(o.batch, o.tokens, vocab);
 
   const auto step = [&] {
     model.zero_grad();
-    const float loss = model.forward(ids, targets);
+    const float loss = model.forward(batch.ids, batch.targets);
     model.backward();
     optimizer.step();
     return loss;
@@ -148,7 +141,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   try {
-    return o.width == "tiny" ? run<tiny>(o, 256) : run<medium>(o, 8192);
+    return o.width == "tiny" ? run<hattn_bench::tiny_width>(o, 256) : run<hattn_bench::medium_width>(o, 8192);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "hattn_scaling: error: %s\n", e.what());
     return 1;

@@ -25,9 +25,9 @@ enum class RowMode : bool {
   /// depend on how many rows are computed (BLAS kernels treat edge rows differently).
   any,
   /// Every row of C comes out bitwise the same whatever m is: a row of a (B, T) batch does not
-  /// change with T. Calls cover multiples of 96 rows; a last partial tile is computed through
-  /// zero-padded scratch. Used for activations (rows = tokens), so that a sequence's prefix gives
-  /// the same outputs at every length.
+  /// change with T. Calls cover multiples of 96 rows from multiples of 96; a last partial 96-row
+  /// unit is computed through zero-padded scratch. Used for activations (rows = tokens), so that
+  /// a sequence's prefix gives the same outputs at every length.
   stable,
 };
 

@@ -1,6 +1,6 @@
 #pragma once
 /// \file
-/// The row math of softmax, cross-entropy and attention: exp(x - shift) over a buffer and sums in
+/// The row math of softmax and cross-entropy: exp(x - shift) over a buffer and sums in
 /// double. Both give the same bits for an element whatever the buffer's address or length, so an
 /// op computes identical values in place or not, in arena or heap memory (a library exp would be
 /// peeled to the vector alignment: scalar for the first elements, vector for the rest).

@@ -179,8 +179,10 @@ class Decoder {
   /// them for later calls (memory grows to the largest shape times the peak concurrency).
   /// Throws hattn::Error for the invalid inputs forward() rejects.
   Tensor<T, 3> predict(View<const std::int32_t, 2> ids) const {
+    validate_ids(ids, "Decoder::predict");
     Tensor<T, 3> probs = new_result(ids);
-    predict(ids, View<T, 3>(probs));
+    head_into(ids, View<T, 3>(probs));
+    softmax_in_place(View<T, 3>(probs));
     return probs;
   }
 
@@ -190,14 +192,14 @@ class Decoder {
   /// what predict(ids) rejects and for an `out` of another shape.
   void predict(View<const std::int32_t, 2> ids, View<T, 3> out) const {
     logits(ids, out);
-    const View<T, 2> m = out.matrix();
-    ops::softmax_forward<T>(m, View<const T, 2>(m));
+    softmax_in_place(out);
   }
 
   /// Inference logits (B, T, V), as predict() but before the softmax.
   Tensor<T, 3> logits(View<const std::int32_t, 2> ids) const {
+    validate_ids(ids, "Decoder::predict");
     Tensor<T, 3> result = new_result(ids);
-    logits(ids, View<T, 3>(result));
+    head_into(ids, View<T, 3>(result));
     return result;
   }
 
@@ -207,17 +209,7 @@ class Decoder {
     const Index B = ids.dim(0), T_ = ids.dim(1);
     detail::require(out.dim(0) == B && out.dim(1) == T_ && out.dim(2) == vocab_, "Decoder::predict",
                     "output ", out.shape(), " does not match (B, T, V) = (", B, ", ", T_, ", ", vocab_, ")");
-    const Index Tp = padded_length(T_);
-    const ArenaLease lease(*this);
-    Acts acts = make_acts(B, T_, *lease, nullptr, 0);
-    const Var<T, 2> rows = hidden(acts, ids, model::ForwardContext{nullptr, false, seed_, 0, C.heads});
-    // The head writes each sequence's real rows straight into the result: no (B*Tp, V) buffer, no
-    // copy. One product per sequence, so a row's bits depend on its position t only (as in
-    // training, where every sequence starts at a multiple of Tp).
-    for (Index b = 0; b < B; ++b)
-      ops::linear_forward<T>(View<T, 2>(out.data + b * T_ * vocab_, T_, vocab_),
-                             View<const T, 2>(rows.value.data + b * Tp * C.d_model, T_, C.d_model),
-                             params_.head_w.value, params_.head_b.value);
+    head_into(ids, out);
   }
 
   /// Inference logits (B, V) of the token after each sequence: the head runs on the last real row
@@ -410,10 +402,30 @@ class Decoder {
     return rows;
   }
 
-  /// An uninitialized (B, T, V) result for (B, T) `ids` (checked first), its pages advised as
-  /// huge before the first touch.
+  /// The logits of valid (B, T) `ids` into (B, T, V) `out`, checked by the caller.
+  void head_into(View<const std::int32_t, 2> ids, View<T, 3> out) const {
+    const Index B = ids.dim(0), T_ = ids.dim(1), Tp = padded_length(T_);
+    const ArenaLease lease(*this);
+    Acts acts = make_acts(B, T_, *lease, nullptr, 0);
+    const Var<T, 2> rows = hidden(acts, ids, model::ForwardContext{nullptr, false, seed_, 0, C.heads});
+    // The head writes each sequence's real rows straight into the result: no (B*Tp, V) buffer, no
+    // copy. One product per sequence, so a row's bits depend on its position t only (as in
+    // training, where every sequence starts at a multiple of Tp).
+    for (Index b = 0; b < B; ++b)
+      ops::linear_forward<T>(View<T, 2>(out.data + b * T_ * vocab_, T_, vocab_),
+                             View<const T, 2>(rows.value.data + b * Tp * C.d_model, T_, C.d_model),
+                             params_.head_w.value, params_.head_b.value);
+  }
+
+  /// Softmax over the last dimension of (B, T, V) `probs`, in place.
+  static void softmax_in_place(View<T, 3> probs) {
+    const View<T, 2> m = probs.matrix();
+    ops::softmax_forward<T>(m, View<const T, 2>(m));
+  }
+
+  /// An uninitialized (B, T, V) result for valid (B, T) `ids`, its pages advised as huge before
+  /// the first touch.
   Tensor<T, 3> new_result(View<const std::int32_t, 2> ids) const {
-    validate_ids(ids, "Decoder::predict");
     Tensor<T, 3> result(ids.dim(0), ids.dim(1), vocab_);
     advise_huge_pages(result.data(), std::size_t(result.size()) * sizeof(T));
     return result;

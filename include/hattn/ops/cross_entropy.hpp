@@ -35,7 +35,6 @@ T* row_buffer(Index n) {
   return buffer.data();
 }
 
-
 /// One row of cross_entropy_forward: writes the row's log-sum-exp to `*lse` and returns its loss
 /// in double, (max - x[target]) + log(sum of exp(x - max)), or 0 when target is ignore_index.
 /// The row's maximum is subtracted before exponentiating; the sum is accumulated in double.

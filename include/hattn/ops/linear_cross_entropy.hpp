@@ -57,8 +57,8 @@ Index check_linear_cross_entropy(View<const T, 2> x, View<const T, 2> w, View<co
   return count_targets(targets, n, op);
 }
 
-/// The logits of rows [r0, r0 + rows): their place in a stored (M, N) buffer, or the (R, N)
-/// scratch buffer (then recomputed when `compute`).
+/// Where the logits of rows [r0, r0 + rows) live: their place in a stored (M, N) buffer, or the
+/// start of a (chunk, N) scratch buffer.
 template <class T>
 View<T, 2> logit_chunk(View<T, 2> logits, Index m, Index r0, Index rows) {
   const Index n = logits.dim(1);
@@ -67,10 +67,11 @@ View<T, 2> logit_chunk(View<T, 2> logits, Index m, Index r0, Index rows) {
 
 }  // namespace detail
 
-/// Mean cross-entropy of the logits x W^T + b, as cross_entropy_forward(linear_forward(x, W, b)),
-/// and bitwise equal to it when chunk is a multiple of gemm_row_unit (as from
-/// linear_cross_entropy_chunk: a row's bits then keep their position in the BLAS kernel): returns (1 / n) sum over rows i with targets[i] != ignore_index of
-/// (lse[i] - y[i, targets[i]]), and writes every row's log-sum-exp to lse. Rows go in chunks of
+/// Mean cross-entropy of the logits y = x W^T + b, as cross_entropy_forward(linear_forward(x, W,
+/// b)), and bitwise equal to it when chunk is a multiple of gemm_row_unit (as from
+/// linear_cross_entropy_chunk: a row's bits then keep their position in the BLAS kernel):
+/// returns (1 / n) sum over rows i with targets[i] != ignore_index of (lse[i] - y[i, targets[i]]),
+/// and writes every row's log-sum-exp to lse. Rows go in chunks of
 /// `chunk` rows. `logits` is either (M, N), and then holds all the logits afterwards, or
 /// (min(M, chunk), N) scratch that ends up holding the last chunk's.
 /// Validation comes first and nothing is written when it fails.
