@@ -154,7 +154,7 @@ struct TrainArgs {
   Index sample_tokens = 160;
   std::uint64_t seed = 0;
   double validation = 0.1;
-  bool checkpointing = false;  // recompute the hierarchies' activations in backward
+  bool checkpointing = false;  // recompute activations in backward (Decoder::set_checkpointing)
 };
 
 /// Default steps per preset: tiny trains for a few minutes on 2 cores.
@@ -461,7 +461,7 @@ int main(int argc, char** argv) {
   train->add_option("--seed", ta.seed, "initialization, dropout and batch seed")->capture_default_str();
   train->add_option("--validation", ta.validation, "fraction of the corpus held out")->capture_default_str();
   train->add_flag("--gradient-checkpointing", ta.checkpointing,
-                  "recompute the hierarchies' activations and the logits in backward: less memory, same gradients");
+                  "recompute the hierarchies' activations, the hidden layers and the logits in backward: less memory, same gradients");
 
   GenerateArgs ga;
   auto* gen = app.add_subcommand("generate", "continue a prompt");

@@ -5,6 +5,7 @@
 /// Recording copies the node; backward replays the records in reverse. No std::function, no
 /// shared_ptr, no allocation per node once the vector has grown to a step's size.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
 #include <type_traits>
@@ -48,6 +49,14 @@ class Tape {
   /// Runs every recorded backward pass, last recorded first.
   void backward() const {
     for (auto it = records_.rbegin(); it != records_.rend(); ++it) it->backward(it->payload);
+  }
+
+  /// Runs the backward passes recorded after the first `keep` records, last recorded first, and
+  /// forgets them: the first `keep` stay for a later backward().
+  /// requires: keep <= size().
+  void backward_to(std::size_t keep) {
+    for (std::size_t i = records_.size(); i > keep; --i) records_[i - 1].backward(records_[i - 1].payload);
+    records_.resize(std::min(keep, records_.size()));
   }
 
   /// Forgets the records and keeps the memory, for the next step.

@@ -7,7 +7,9 @@
 ///   permanent  what a backward pass reads (inputs of products, statistics) the whole step
 ///   relay 0/1  a tree level's output, read only by the next level          one level to the next
 ///   span       a layer's internal gradients and transient values           one layer's backward
-///   recompute  a checkpointed hierarchy's values (all hierarchies overlap) one hierarchy
+///   recompute  what checkpointing recomputes: a hierarchy's values (all     one hierarchy,
+///              hierarchies overlap; its tree levels overlap but for their     the feed-forward
+///              gathered inputs), a feed-forward's hidden layer, a logit chunk or the head
 ///
 /// Gradients outside the permanent region are cleared on the tape just before the backward pass
 /// that first adds into them (model::clear_on_backward), not at the start of the step.
@@ -116,6 +118,13 @@ class ActivationBuilder {
     recompute_ = on;
     if (on) value_off_[int(Region::recompute)] = 0;
   }
+
+  /// Where (elements into the recompute region) the next recompute value goes. With
+  /// set_recompute_offset(), values of one recomputation can be laid out out of order, or over
+  /// each other when their lives do not overlap (a checkpointed hierarchy's tree levels).
+  Index recompute_offset() const { return value_off_[int(Region::recompute)]; }
+  /// Moves the recompute region's next value to `offset` elements (from recompute_offset()).
+  void set_recompute_offset(Index offset) { value_off_[int(Region::recompute)] = offset; }
 
   /// Elements of the permanent gradients (the part to zero at the start of a step).
   Index permanent_grads() const { return grad_max_[int(Region::permanent)]; }

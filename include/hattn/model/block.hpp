@@ -52,7 +52,8 @@ struct BlockActs {
   View<T, 1> mean2, rstd2;     ///< (N)
   View<T, 1> res2_span;        ///< res2's gradient, flat
   Var<T, 2> hidden;            ///< (N, 4d) W1 a2 + b1; ReLU applies in place, to the gradient too;
-                               ///< gradient in the span
+                               ///< gradient in the span; with checkpointing, value in the recompute
+                               ///< region (recomputed before the feed-forward's backward)
   Var<T, 2> ff;                ///< (N, d) W2 relu(...) + b2; transient
   View<T, 1> ff_span;          ///< the feed-forward's gradients, flat: cleared before its backward
   Var<T, 2> res3, out;         ///< (N, d) a2 + ff, then LN3: the block's output
@@ -60,7 +61,7 @@ struct BlockActs {
 };
 
 /// Takes a block's activations for B sequences of Tp rows; `checkpoint`: the hierarchies' values
-/// are recomputed in backward (see make_hier_acts).
+/// and the feed-forward's hidden layer are recomputed in backward (see make_hier_acts).
 template <class T, int L>
 BlockActs<T, L> make_block_acts(ActivationBuilder<T>& ab, Index B, Index Tp, Index d, Index heads,
                                 bool checkpoint = false) {
@@ -81,7 +82,11 @@ BlockActs<T, L> make_block_acts(ActivationBuilder<T>& ab, Index B, Index Tp, Ind
   a.mean2 = ab.stat(N);
   a.rstd2 = ab.stat(N);
   ab.begin_span();
+  // Checkpointed, the hidden layer shares the recompute region with the hierarchies' values: it
+  // is dead (recomputed later) while they are recomputed, and they while it is.
+  ab.set_recompute(checkpoint);
   a.hidden = ab.local(N, 4 * d);
+  ab.set_recompute(false);
   a.ff = ab.transient(N, d);
   a.ff_span = ab.span_grads();
   a.res3 = ab.take(N, d);
@@ -90,6 +95,20 @@ BlockActs<T, L> make_block_acts(ActivationBuilder<T>& ab, Index B, Index Tp, Ind
   a.rstd3 = ab.stat(N);
   return a;
 }
+
+/// Tape node of a checkpointed block's feed-forward: its backward recomputes the hidden layer
+/// relu(W1 a2 + b1) into `hidden` (as the forward pass computed it, bitwise).
+template <class T>
+struct FeedForwardRecomputeNode {
+  View<T, 2> hidden;          // (N, 4d)
+  View<const T, 2> a2;        // (N, d) the feed-forward's input, kept
+  View<const T, 2> w1;        // (4d, d)
+  View<const T, 1> b1;        // (4d)
+  void backward() const {
+    ops::linear_forward<T>(hidden, a2, w1, b1);
+    ops::relu_forward<T>(View<T, 1>(hidden.data, hidden.size()), View<const T, 1>(hidden.data, hidden.size()));
+  }
+};
 
 /// Forward pass of one block on x (B * Tp, d), every sequence padded to Tp rows; returns the block
 /// output (B * Tp, d). SPEC.md pads each hierarchy's input with zero rows and slices its output
@@ -119,6 +138,10 @@ Var<T, 2> block_forward(const BlockParams<T, L>& p, BlockActs<T, L>& a, Var<T, 2
   ops::linear<T>(tape, a.hidden, a.a2, p.w1, p.b1);
   ops::relu_in_place<T>(tape, flat(a.hidden));
   ops::linear<T>(tape, a.ff, a.hidden, p.w2, p.b2);
+  // Checkpointed, the head's logits and the hierarchies' recomputations overwrite the hidden
+  // layer: recompute it (the same ops on the same inputs, so the same bits) just before the
+  // backward of the product that reads it.
+  if (tape && ctx.recompute) tape->record(FeedForwardRecomputeNode<T>{a.hidden.value, a.a2.value, p.w1.value, p.b1.value});
   ops::residual<T>(tape, flat(a.res3), flat(a.a2), flat(a.ff));
   clear_on_backward(tape, a.ff_span);
   ops::layernorm<T>(tape, a.out, a.mean3, a.rstd3, a.res3, p.norm3.w, p.norm3.b);

@@ -160,11 +160,13 @@ class Decoder {
   }
 
   /// Gradient checkpointing: when on, forward() keeps only each hierarchical attention's input
-  /// and output, and backward() recomputes the hierarchy's activations before its backward pass;
-  /// the head's (B T, V) logits are not kept either but recomputed chunk by chunk (see
-  /// ops::linear_cross_entropy). Gradients, loss and logits are bitwise the same either way;
-  /// memory drops by the logits and the activations of all hierarchies but one, time rises by
-  /// one forward pass of the hierarchies and of the head.
+  /// and output, and backward() recomputes the hierarchy's activations level by level before its
+  /// backward pass (model::HierCheckpointNode); the feed-forward's hidden layer and the head's
+  /// (B T, V) logits are not kept either but recomputed (the logits chunk by chunk, see
+  /// ops::linear_cross_entropy). Gradients, loss and logits are bitwise the same either way.
+  /// Memory drops by the logits, the hidden layers and nearly all of the hierarchies'
+  /// activations; time rises by about one forward pass of the model (the tree levels below the
+  /// top of each hierarchy are computed twice).
   void set_checkpointing(bool on) { checkpointing_ = on; }
   /// Whether gradient checkpointing is on.
   bool checkpointing() const { return checkpointing_; }
@@ -353,7 +355,11 @@ class Decoder {
       a.blocks[b] = model::make_block_acts<T, L>(ab, B, Tp, d, C.heads, checkpoint);
     if (logit_rows > 0) {
       // The cross-entropy backward replaces the logits by their gradient: one (rows, V) buffer.
+      // Checkpointed, it is a chunk recomputed in the head's backward, before any hierarchy is
+      // recomputed: it shares the recompute region with their values.
+      ab.set_recompute(checkpoint);
       a.logits = ab.stat(logit_rows, vocab_);
+      ab.set_recompute(false);
       a.lse = ab.stat(B * Tp);
     }
     a.loss = ab.take(1);

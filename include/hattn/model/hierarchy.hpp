@@ -74,12 +74,15 @@ struct HierActs {
 };
 
 /// Takes the activations of a hierarchical attention over B sequences of Tp rows. With
-/// `checkpoint`, the values a backward pass reads go to the recompute region.
+/// `checkpoint`, the values a backward pass reads go to the recompute region: the leaves' values,
+/// then every level's gathered inputs (left, right), then the rest of one level's values, which
+/// all levels share (HierCheckpointNode recomputes a level just before its backward pass).
 template <class T, int L>
 HierActs<T, L> make_hier_acts(ActivationBuilder<T>& ab, Index B, Index Tp, Index d, Index heads,
                               bool checkpoint = false) {
   HierActs<T, L> a;
   const Index M = B * Tp, C = Tp >> L;
+  const Index side_size = ArenaPlan::round_up<T>((M / 2) * d);  // one (M / 2, d) gathered side
   ab.set_recompute(checkpoint);
   ab.begin_span();
   a.qkv = ab.local(M, 3 * d);
@@ -91,12 +94,15 @@ HierActs<T, L> make_hier_acts(ActivationBuilder<T>& ab, Index B, Index Tp, Index
   a.rstd = ab.stat(M);
   a.span = ab.span_grads();
   a.out = ab.relay(0, M, d);
+  const Index gathered = ab.recompute_offset(), level_values = gathered + 2 * L * side_size;
   for (int l = 0; l < L; ++l) {
     LevelActs<T>& v = a.levels[l];
     const Index Mh = M / 2, S = C << l, P = M / (2 * S);
     ab.begin_span();
+    if (checkpoint) ab.set_recompute_offset(gathered + 2 * l * side_size);
     v.left = ab.local(Mh, d);
     v.right = ab.local(Mh, d);
+    if (checkpoint) ab.set_recompute_offset(level_values);
     v.q = ab.local(Mh, d);
     v.kv = ab.local(Mh, 2 * d);
     v.att = ab.local(Mh, d);
@@ -126,53 +132,87 @@ RowsVar<T> side(Var<T, 2> x, Index S, int which) {
   return {make(x.value), make(x.grad)};
 }
 
-/// Tree level `l` and the ones above it: `y` (M, d) is the previous level's output.
+/// Tree level `l` on `y` (M, d), the previous level's output: gathers the pairs' halves, lets each
+/// right half cross-attend to its left half, and writes [left ; new right] to the level's output.
+/// `regathered`: the halves are already gathered (a checkpointed hierarchy recomputing the level
+/// for its backward pass): the copies are recorded but not run, and the output is not written.
 template <class T, int L, NodeMask NM, int l>
+Var<T, 2> tree_level(const HierParams<T, L>& p, HierActs<T, L>& a, Var<T, 2> y, Index C,
+                     const ForwardContext& ctx, std::uint64_t site, bool regathered = false) {
+  LevelActs<T>& v = a.levels[l];
+  const MhaParams<T>& m = p.node[l];
+  const Index d = y.value.dim(1), S = C << l;
+  constexpr ops::Mask mask = NM == NodeMask::aligned ? ops::Mask::causal : ops::Mask::none;
+  // Copies whose values are already in place are only recorded, for their backward passes.
+  const auto copy = [&](RowsVar<T> dst, RowsVar<T> src) {
+    if (!regathered) {
+      ops::copy_rows<T>(ctx.tape, dst, src);
+    } else if (ctx.tape && dst.grad.data) {
+      ctx.tape->record(ops::CopyRowsNode<T>{dst.grad, src.grad});
+    }
+  };
+
+  // Gather the pairs' halves so each projection is one GEMM over all pairs.
+  copy(blocks(v.left, S, 0, d), side(y, S, 0));
+  copy(blocks(v.right, S, 0, d), side(y, S, 1));
+  project(ctx.tape, v.q, v.right, row_slice(m.wqkv, 0, d), slice(m.bqkv, 0, d), -1, d);
+  project(ctx.tape, v.kv, v.left, row_slice(m.wqkv, d, 2 * d), slice(m.bqkv, d, 2 * d), 0, d);
+  ops::attention<T>(ctx.tape, blocks(v.att, S, 0, d), blocks(v.q, S, 0, d), blocks(v.kv, S, 0, d),
+                    blocks(v.kv, S, d, d), v.lse, ctx.heads, mask);
+  ops::linear<T>(ctx.tape, v.proj, v.att, m.wo, m.bo);
+  ops::layernorm<T>(ctx.tape, v.norm, v.mean, v.rstd, v.proj, p.norm[l].w, p.norm[l].b);
+  const Var<T, 2> right = maybe_dropout(ctx, v.norm, v.dropped_grad, site + 1 + l);
+
+  // [left ; new right]: the left half passes through unchanged.
+  copy(side(v.out, S, 0), side(y, S, 0));
+  copy(side(v.out, S, 1), blocks(right, S, 0, d));
+  // Backward clears the level's span and its input's gradient (a relay only this level adds
+  // into) before running the ops above.
+  clear_on_backward(ctx.tape, v.span);
+  clear_on_backward(ctx.tape, y.grad);
+  return v.out;
+}
+
+/// Tree levels [l, end) on `y` (M, d), the output of the level below l (or of the leaves).
+template <class T, int L, NodeMask NM, int l, int end = L>
 Var<T, 2> tree_levels(const HierParams<T, L>& p, HierActs<T, L>& a, Var<T, 2> y, Index C,
                       const ForwardContext& ctx, std::uint64_t site) {
-  if constexpr (l == L) {
+  if constexpr (l == end) {
     return y;
   } else {
-    LevelActs<T>& v = a.levels[l];
-    const MhaParams<T>& m = p.node[l];
-    const Index d = y.value.dim(1), S = C << l;
-    constexpr ops::Mask mask = NM == NodeMask::aligned ? ops::Mask::causal : ops::Mask::none;
+    const Var<T, 2> out = tree_level<T, L, NM, l>(p, a, y, C, ctx, site);
+    return tree_levels<T, L, NM, l + 1, end>(p, a, out, C, ctx, site);
+  }
+}
 
-    // Gather the pairs' halves so each projection is one GEMM over all pairs.
-    ops::copy_rows<T>(ctx.tape, blocks(v.left, S, 0, d), side(y, S, 0));
-    ops::copy_rows<T>(ctx.tape, blocks(v.right, S, 0, d), side(y, S, 1));
-    project(ctx.tape, v.q, v.right, row_slice(m.wqkv, 0, d), slice(m.bqkv, 0, d), -1, d);
-    project(ctx.tape, v.kv, v.left, row_slice(m.wqkv, d, 2 * d), slice(m.bqkv, d, 2 * d), 0, d);
-    ops::attention<T>(ctx.tape, blocks(v.att, S, 0, d), blocks(v.q, S, 0, d), blocks(v.kv, S, 0, d),
-                      blocks(v.kv, S, d, d), v.lse, ctx.heads, mask);
-    ops::linear<T>(ctx.tape, v.proj, v.att, m.wo, m.bo);
-    ops::layernorm<T>(ctx.tape, v.norm, v.mean, v.rstd, v.proj, p.norm[l].w, p.norm[l].b);
-    const Var<T, 2> right = maybe_dropout(ctx, v.norm, v.dropped_grad, site + 1 + l);
+/// The input of tree level `l`: the leaves' output or level l - 1's.
+template <class T, int L>
+Var<T, 2> level_input(HierActs<T, L>& a, int l) {
+  return l == 0 ? a.out : a.levels[l - 1].out;
+}
 
-    // [left ; new right]: the left half passes through unchanged.
-    ops::copy_rows<T>(ctx.tape, side(v.out, S, 0), side(y, S, 0));
-    ops::copy_rows<T>(ctx.tape, side(v.out, S, 1), blocks(right, S, 0, d));
-    // Backward clears the level's span and its input's gradient (a relay only this level adds
-    // into) before running the ops above.
-    clear_on_backward(ctx.tape, v.span);
-    clear_on_backward(ctx.tape, y.grad);
-    return tree_levels<T, L, NM, l + 1>(p, a, v.out, C, ctx, site);
+/// Backward passes of tree levels l, l - 1, ..., 0 of a checkpointed hierarchy whose gathered
+/// inputs are in place: each level is recomputed (recorded after the first `keep` records of the
+/// tape) and run backward at once, so the levels share one set of values.
+template <class T, int L, NodeMask NM, int l>
+void recompute_levels_backward(const HierParams<T, L>& p, HierActs<T, L>& a, Index C,
+                               const ForwardContext& ctx, std::uint64_t site, std::size_t keep) {
+  if constexpr (l >= 0) {
+    tree_level<T, L, NM, l>(p, a, level_input(a, l), C, ctx, site, /*regathered=*/true);
+    ctx.tape->backward_to(keep);
+    recompute_levels_backward<T, L, NM, l - 1>(p, a, C, ctx, site, keep);
   }
 }
 
 }  // namespace detail
 
-/// Forward pass of one hierarchical attention on x (M, d), every op recorded on ctx.tape: B
-/// sequences of Tp rows, Tp a multiple of 2^L (the caller pads). Returns the output (M, d), a
-/// relay whose gradient the caller clears before its backward adds into it. Padding rows sit at
-/// the end of each sequence, so no real row reads one: the leaf mask is causal and every left
-/// sibling precedes its right sibling. `site` numbers this HA's dropout sites (L + 1 of them).
-template <class T, int L, NodeMask NM>
-Var<T, 2> hier_forward_recorded(const HierParams<T, L>& p, HierActs<T, L>& a, Var<T, 2> x, Index Tp,
-                                const ForwardContext& ctx, std::uint64_t site) {
+/// The leaves of one hierarchical attention on x (M, d) (see hier_forward_recorded); returns
+/// their output (M, d), relay 0.
+template <class T, int L>
+Var<T, 2> leaves_forward(const HierParams<T, L>& p, HierActs<T, L>& a, Var<T, 2> x, Index Tp,
+                         const ForwardContext& ctx, std::uint64_t site) {
   const Index d = x.value.dim(1), C = Tp >> L;
-
-  // Leaf: one fused Q|K|V GEMM over every row, causal attention inside each chunk of C rows.
+  // One fused Q|K|V GEMM over every row, causal attention inside each chunk of C rows.
   project(ctx.tape, a.qkv, x, p.leaf.wqkv, p.leaf.bqkv, d, d);
   ops::attention<T>(ctx.tape, blocks(a.att, C, 0, d), blocks(a.qkv, C, 0, d), blocks(a.qkv, C, d, d),
                     blocks(a.qkv, C, 2 * d, d), a.lse, ctx.heads, ops::Mask::causal);
@@ -182,12 +222,27 @@ Var<T, 2> hier_forward_recorded(const HierParams<T, L>& p, HierActs<T, L>& a, Va
   ops::layernorm<T>(ctx.tape, normed, a.mean, a.rstd, a.proj, p.leaf_norm.w, p.leaf_norm.b);
   const Var<T, 2> leaves = maybe_dropout(ctx, normed, a.out.grad, site);
   clear_on_backward(ctx.tape, a.span);
-  return detail::tree_levels<T, L, NM, 0>(p, a, leaves, C, ctx, site);
+  return leaves;
 }
 
-/// Tape node of a checkpointed hierarchical attention: its backward recomputes the hierarchy's
-/// forward pass on a tape of its own (the same ops, masks and buffers as without checkpointing,
-/// so the gradients are bitwise the same) and runs that tape backward.
+/// Forward pass of one hierarchical attention on x (M, d), every op recorded on ctx.tape: B
+/// sequences of Tp rows, Tp a multiple of 2^L (the caller pads). Returns the output (M, d), a
+/// relay whose gradient the caller clears before its backward adds into it. Padding rows sit at
+/// the end of each sequence, so no real row reads one: the leaf mask is causal and every left
+/// sibling precedes its right sibling. `site` numbers this HA's dropout sites (L + 1 of them).
+template <class T, int L, NodeMask NM>
+Var<T, 2> hier_forward_recorded(const HierParams<T, L>& p, HierActs<T, L>& a, Var<T, 2> x, Index Tp,
+                                const ForwardContext& ctx, std::uint64_t site) {
+  const Var<T, 2> leaves = leaves_forward(p, a, x, Tp, ctx, site);
+  return detail::tree_levels<T, L, NM, 0>(p, a, leaves, Tp >> L, ctx, site);
+}
+
+/// Tape node of a checkpointed hierarchical attention. Its backward recomputes the hierarchy level
+/// by level on a tape of its own, with the same ops, masks and buffer alignments as without
+/// checkpointing (so the gradients are bitwise the same) and in the same backward order: the
+/// leaves recorded and the levels below the top unrecorded (which gathers every level's inputs),
+/// the top level recorded and run backward; then each lower level recomputed from its gathered
+/// inputs and run backward, all sharing one level's values; last the leaves' backward.
 template <class T, int L, NodeMask NM>
 struct HierCheckpointNode {
   const HierParams<T, L>* p = nullptr;
@@ -199,10 +254,18 @@ struct HierCheckpointNode {
   void backward() const {
     Tape& tape = *ctx.recompute;
     tape.clear();
-    ForwardContext c = ctx;
-    c.tape = &tape;
-    c.recompute = nullptr;
-    hier_forward_recorded<T, L, NM>(*p, *a, x, Tp, c, site);
+    ForwardContext recorded = ctx;
+    recorded.tape = &tape;
+    recorded.recompute = nullptr;
+    ForwardContext plain = recorded;
+    plain.tape = nullptr;
+    const Index C = Tp >> L;
+    const Var<T, 2> leaves = leaves_forward(*p, *a, x, Tp, recorded, site);
+    const std::size_t keep = tape.size();
+    const Var<T, 2> below_top = detail::tree_levels<T, L, NM, 0, L - 1>(*p, *a, leaves, C, plain, site);
+    detail::tree_level<T, L, NM, L - 1>(*p, *a, below_top, C, recorded, site);
+    tape.backward_to(keep);
+    detail::recompute_levels_backward<T, L, NM, L - 2>(*p, *a, C, recorded, site, keep);
     tape.backward();
     tape.clear();
   }
