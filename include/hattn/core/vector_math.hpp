@@ -1,7 +1,7 @@
 #pragma once
 /// \file
-/// The row math of softmax and cross-entropy: exp(x - shift) over a buffer and sums in
-/// double. Both give the same bits for an element whatever the buffer's address or length, so an
+/// The row math of softmax, cross-entropy and LayerNorm: exp(x - shift) over a buffer and sums
+/// in double. Both give the same bits for an element whatever the buffer's address or length, so an
 /// op computes identical values in place or not, in arena or heap memory (a library exp would be
 /// peeled to the vector alignment: scalar for the first elements, vector for the rest).
 ///
@@ -86,20 +86,27 @@ void exp_shifted(T* y, const T* x, Index n, T shift) {
   }
 }
 
-/// sum of x[0 .. n) in double: four interleaved partial sums (x[i] goes to sum i % 4), added
-/// as (s0 + s1) + (s2 + s3). The order depends on n only.
-template <class T>
-double sum_double(const T* x, Index n) {
+/// sum of f(i) (a double) over i in [0, n): four interleaved partial sums (term i goes to sum
+/// i % 4), added as (s0 + s1) + (s2 + s3). The order depends on n only, and the four chains
+/// vectorize (a single chain would wait on each add's latency).
+template <class F>
+double sum_double_of(Index n, F&& f) {
   double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
   Index i = 0;
   for (; i + 4 <= n; i += 4) {
-    s0 += double(x[i]);
-    s1 += double(x[i + 1]);
-    s2 += double(x[i + 2]);
-    s3 += double(x[i + 3]);
+    s0 += f(i);
+    s1 += f(i + 1);
+    s2 += f(i + 2);
+    s3 += f(i + 3);
   }
-  for (; i < n; ++i) s0 += double(x[i]);
+  for (; i < n; ++i) s0 += f(i);
   return (s0 + s1) + (s2 + s3);
+}
+
+/// sum of x[0 .. n) in double, in the order of sum_double_of.
+template <class T>
+double sum_double(const T* x, Index n) {
+  return sum_double_of(n, [x](Index i) { return double(x[i]); });
 }
 
 }  // namespace hattn

@@ -13,6 +13,7 @@
 #include "hattn/core/error.hpp"
 #include "hattn/core/parallel.hpp"
 #include "hattn/core/tensor.hpp"
+#include "hattn/core/vector_math.hpp"
 
 namespace hattn::ops {
 
@@ -36,7 +37,8 @@ using LayerNormAcc = std::common_type_t<T, double>;
 
 /// y = (x - mean) * rstd * w + b row by row, saving each row's mean and rstd = 1 / sqrt(var + eps)
 /// for the backward pass. The statistics take two passes over the row (the mean, then the mean
-/// squared deviation from it), both accumulated in double, so rows with a large common offset
+/// squared deviation from it), both accumulated in double (four interleaved partial sums,
+/// sum_double_of), so rows with a large common offset
 /// keep their variance; y is formed from the double statistics and rounded once to T.
 /// requires: x (M, d), w (d), b (d), y (M, d), mean (M), rstd (M); M, d > 0.
 /// ensures: every entry of y, mean and rstd is written.
@@ -58,14 +60,11 @@ void layernorm_forward(View<T, 2> y, View<T, 1> mean, View<T, 1> rstd, View<cons
     for (Index r = r0; r < r1; ++r) {
       const T* in = x.data + r * d;  // (d)
       T* out = y.data + r * d;       // (d)
-      Acc sum = 0;
-      for (Index j = 0; j < d; ++j) sum += Acc(in[j]);
-      const Acc mu = sum / Acc(d);
-      Acc sq = 0;
-      for (Index j = 0; j < d; ++j) {
+      const Acc mu = sum_double(in, d) / Acc(d);
+      const Acc sq = sum_double_of(d, [&](Index j) {
         const Acc c = Acc(in[j]) - mu;
-        sq += c * c;
-      }
+        return c * c;
+      });
       const Acc rs = Acc(1) / std::sqrt(sq / Acc(d) + Acc(layernorm_eps));
       for (Index j = 0; j < d; ++j)
         out[j] = T((Acc(in[j]) - mu) * rs * Acc(w.data[j]) + Acc(b.data[j]));
@@ -109,12 +108,10 @@ void layernorm_backward(View<const T, 2> dy, View<const Id<T>, 2> x, View<const 
         const T* g = dy.data + r * d;  // (d)
         T* out = dx.data + r * d;      // (d)
         const Acc mu = mean.data[r], rs = rstd.data[r];
-        Acc sum_g = 0, sum_gx = 0;
-        for (Index j = 0; j < d; ++j) {
-          const Acc gw = Acc(g[j]) * Acc(w.data[j]);
-          sum_g += gw;
-          sum_gx += gw * (Acc(in[j]) - mu) * rs;
-        }
+        const Acc sum_g = sum_double_of(d, [&](Index j) { return Acc(g[j]) * Acc(w.data[j]); });
+        const Acc sum_gx = sum_double_of(d, [&](Index j) {
+          return Acc(g[j]) * Acc(w.data[j]) * (Acc(in[j]) - mu) * rs;
+        });
         const Acc mean_g = sum_g / Acc(d), mean_gx = sum_gx / Acc(d);
         for (Index j = 0; j < d; ++j) {
           const Acc xhat = (Acc(in[j]) - mu) * rs;
