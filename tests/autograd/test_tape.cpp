@@ -39,6 +39,27 @@ TEST_CASE("the tape replays backward passes in reverse order and clears for reus
   REQUIRE(log.size() == 3);
 }
 
+TEST_CASE("backward_to replays and forgets only the records after the first ones", "[tape]") {
+  std::vector<int> log;
+  Tape tape(8);
+  for (int i = 0; i < 3; ++i) tape.record(LogNode{&log, i});
+  const std::size_t keep = tape.size();
+  for (int i = 3; i < 6; ++i) tape.record(LogNode{&log, i});
+  tape.backward_to(keep);
+  REQUIRE(log == std::vector<int>{5, 4, 3});
+  REQUIRE(tape.size() == keep);
+  tape.record(LogNode{&log, 6});  // recorded after a partial replay, replayed before the kept ones
+  tape.backward_to(keep);
+  tape.backward_to(keep);  // nothing left after `keep`: no-op
+  REQUIRE(log == std::vector<int>{5, 4, 3, 6});
+  tape.backward();
+  REQUIRE(log == std::vector<int>{5, 4, 3, 6, 2, 1, 0});
+  REQUIRE(tape.size() == keep);
+  tape.backward_to(0);
+  REQUIRE(tape.size() == 0);
+  REQUIRE(log == std::vector<int>{5, 4, 3, 6, 2, 1, 0, 2, 1, 0});
+}
+
 TEST_CASE("a two-layer network on the tape gives the direct backward's gradients, step after step",
           "[tape]") {
   // y = (x W1^T + b1) W2^T + b2 on arena buffers, loss gradient dy fixed.

@@ -192,6 +192,8 @@ TEST_CASE("gradient checkpointing gives bitwise the same loss, logits and gradie
   check_checkpointing<hattn::Config{.levels = 3, .heads = 2, .d_model = 16, .node_mask = NodeMask::full},
                       float>(37, 2, 45);
   check_checkpointing<hattn::Config{.levels = 2, .heads = 2, .d_model = 8}, double>(19, 2, 30);
+  // Four levels: the top and three lower levels recomputed one at a time over shared values.
+  check_checkpointing<hattn::Config{.levels = 4, .heads = 2, .d_model = 16}, float>(29, 2, 61);
   // A vocabulary whose logits split into several chunks (192 rows each for V = 150000; 4 x 62
   // rows): checkpointing recomputes them chunk by chunk in backward instead of keeping them.
   REQUIRE(hattn::ops::linear_cross_entropy_chunk(150000) < 4 * 62);
