@@ -1,7 +1,7 @@
 // Whole-model benchmarks for three presets: BM_Predict/<preset> (inference: probabilities for a
 // batch, a fresh result each call), BM_PredictInto/<preset> (the same into one reused buffer), BM_TrainStep/<preset> (zero_grad, training forward with dropout, backward, AdamW
 // step) and BM_TrainStepCheckpointed/<preset> (the same with gradient checkpointing). Counters: tokens/s (items_per_second), model GFLOP per step, GFLOP/s and MFU against the
-// measured sgemm peak (bench_common.hpp).
+// measured sgemm peak (bench_common.hpp); training also reports its workspace (Decoder::workspace_bytes).
 //
 // Model FLOPs are counted analytically, 2 m n k per matrix product of the model's definition (not
 // of how hattn happens to compute it). For B sequences of T tokens, Tp = T rounded up to a multiple
@@ -70,7 +70,6 @@ double forward_flops(const Preset& p) {
   return double(c.blocks) * block + 2 * M * d * V;
 }
 
-
 // `seconds`: wall-clock time of the timed loop (all state.iterations() steps).
 void set_counters(benchmark::State& state, const Preset& p, double flops, double seconds) {
   state.SetItemsProcessed(state.iterations() * p.batch * p.tokens);  // tokens
@@ -121,6 +120,9 @@ void BM_TrainStep(benchmark::State& state, const Preset& p, bool checkpointing) 
   const auto start = std::chrono::steady_clock::now();
   for (auto _ : state) benchmark::DoNotOptimize(step());
   set_counters(state, p, 3 * forward_flops(p), seconds_since(start));
+  const auto workspace = model.workspace_bytes();
+  state.counters["workspace_values_MiB"] = double(workspace.values) / double(1 << 20);
+  state.counters["workspace_grads_MiB"] = double(workspace.gradients) / double(1 << 20);
 }
 
 template <hattn::Config C>

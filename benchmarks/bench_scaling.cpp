@@ -33,7 +33,6 @@ namespace {
 
 using hattn::Index;
 
-
 /// The command line.
 struct Options {
   std::string width;        ///< "tiny" or "medium"

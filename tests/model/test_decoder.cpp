@@ -217,6 +217,28 @@ TEST_CASE("gradient checkpointing gives bitwise the same loss, logits and gradie
   REQUIRE(runs[0] == runs[2]);
 }
 
+TEST_CASE("workspace_bytes: nothing before a forward pass; checkpointing lays out fewer values, the "
+          "same gradients",
+          "[decoder][checkpoint]") {
+  constexpr hattn::Config cfg{.levels = 3, .heads = 2, .d_model = 16};
+  const Ids ids = random_ids(2, 64, 200, 8), targets = next_tokens(ids);
+  std::vector<hattn::Decoder<cfg>::WorkspaceBytes> sizes;
+  for (bool on : {false, true}) {
+    hattn::Decoder<cfg> m(200, 64, 9);
+    m.set_checkpointing(on);
+    REQUIRE(m.workspace_bytes().values == 0);
+    REQUIRE(m.workspace_bytes().gradients == 0);
+    m.forward(ids, targets, true);
+    m.backward();
+    sizes.push_back(m.workspace_bytes());
+  }
+  // Plain: at least the (128, 200) logits and one (128, 16) activation per op are kept.
+  REQUIRE(sizes[0].values > (128 * 200 + 128 * 16) * sizeof(float));
+  REQUIRE(sizes[1].values < sizes[0].values);
+  REQUIRE(sizes[1].gradients == sizes[0].gradients);
+  REQUIRE(sizes[1].gradients > 0);
+}
+
 namespace {
 
 // Every position < t of a and b is bitwise equal.

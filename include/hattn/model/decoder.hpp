@@ -130,7 +130,6 @@ class Decoder {
     const model::ForwardContext ctx{&ws.tape, dropout, seed_, step_++, C.heads,
                                     checkpointing_ ? &ws.recompute : nullptr};
     const Var<T, 2> rows = hidden(ws.acts, View<const std::int32_t, 2>(ws.ids.data(), B, T_), ctx);
-    ws.head_in = rows.value;
     return ops::linear_cross_entropy<T>(&ws.tape, ws.acts.loss, rows, params_.head_w, params_.head_b,
                                         View<const std::int32_t, 1>(ws.targets.data(), B * Tp),
                                         ws.acts.lse, ws.acts.logits, logit_chunk());
@@ -153,8 +152,9 @@ class Decoder {
   Tensor<T, 3> last_logits() const {
     detail::require(ws_.B > 0 && !logits_consumed_, "Decoder::last_logits",
                     ws_.B > 0 ? "backward() has replaced the logits by their gradient" : "no forward pass yet");
-    Tensor<T, 2> all(ws_.head_in.dim(0), vocab_);  // (B * Tp, V), one product as in the forward pass
-    ops::linear_forward<T>(View<T, 2>(all), View<const T, 2>(ws_.head_in), params_.head_w.value,
+    const View<const T, 2> head_in = ws_.acts.blocks[Blocks - 1].out.value;  // (B * Tp, d) kept
+    Tensor<T, 2> all(head_in.dim(0), vocab_);  // (B * Tp, V), one product as in the forward pass
+    ops::linear_forward<T>(View<T, 2>(all), head_in, params_.head_w.value,
                            params_.head_b.value);
     return real_rows(View<const T, 2>(all), ws_.B, ws_.tokens);
   }
@@ -170,6 +170,18 @@ class Decoder {
   void set_checkpointing(bool on) { checkpointing_ = on; }
   /// Whether gradient checkpointing is on.
   bool checkpointing() const { return checkpointing_; }
+
+  /// Bytes of a training workspace: activation values and their gradients.
+  struct WorkspaceBytes {
+    std::size_t values = 0;     ///< activations kept for backward, relays, spans, recompute region
+    std::size_t gradients = 0;  ///< activation gradients (not the parameters')
+  };
+  /// The training workspace reserved so far (by the largest forward() shape, with checkpointing
+  /// as it was then; zero before the first forward()). Parameters, their gradients and optimizer
+  /// state are not included.
+  WorkspaceBytes workspace_bytes() const {
+    return {std::size_t(ws_.values.capacity()) * sizeof(T), std::size_t(ws_.grads.capacity()) * sizeof(T)};
+  }
 
   /// Dropout masks depend on (seed, step); forward() advances the step. Set it to resume exactly.
   void set_step(std::uint64_t step) { step_ = step; }
@@ -310,7 +322,6 @@ class Decoder {
   struct Workspace {
     Index B = 0, tokens = 0;  // the shape it is laid out for
     bool checkpointing = false;  // and whether the hierarchies' values and the logits are recomputed
-    View<const T, 2> head_in;  // (B * Tp, d) the head's input in the last forward
     Arena<T> values, grads;
     Index permanent_grads = 0;  // leading elements of grads zeroed at the start of a step
     Acts acts;

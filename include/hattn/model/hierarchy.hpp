@@ -145,11 +145,7 @@ Var<T, 2> tree_level(const HierParams<T, L>& p, HierActs<T, L>& a, Var<T, 2> y, 
   constexpr ops::Mask mask = NM == NodeMask::aligned ? ops::Mask::causal : ops::Mask::none;
   // Copies whose values are already in place are only recorded, for their backward passes.
   const auto copy = [&](RowsVar<T> dst, RowsVar<T> src) {
-    if (!regathered) {
-      ops::copy_rows<T>(ctx.tape, dst, src);
-    } else if (ctx.tape && dst.grad.data) {
-      ctx.tape->record(ops::CopyRowsNode<T>{dst.grad, src.grad});
-    }
+    regathered ? ops::record_copy_rows<T>(ctx.tape, dst, src) : ops::copy_rows<T>(ctx.tape, dst, src);
   };
 
   // Gather the pairs' halves so each projection is one GEMM over all pairs.

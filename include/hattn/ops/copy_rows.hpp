@@ -62,11 +62,18 @@ struct CopyRowsNode {
   void backward() const { copy_rows_backward<T>(ddst, dsrc); }
 };
 
+/// Records copy_rows's backward, when `tape` is given, without running its forward: for a
+/// destination that already holds the copy (a recomputation that kept it).
+template <class T>
+void record_copy_rows(Tape* tape, RowsVar<T> dst, RowsVar<T> src) {
+  if (tape && dst.grad.data != nullptr) tape->record(CopyRowsNode<T>{dst.grad, src.grad});
+}
+
 /// Training-mode copy_rows: runs the forward and, when `tape` is given, records the backward.
 template <class T>
 void copy_rows(Tape* tape, RowsVar<T> dst, RowsVar<T> src) {
   copy_rows_forward<T>(dst.value, src.value);
-  if (tape && dst.grad.data != nullptr) tape->record(CopyRowsNode<T>{dst.grad, src.grad});
+  record_copy_rows(tape, dst, src);
 }
 
 }  // namespace hattn::ops
