@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 
+#include <hattn/core/blas.hpp>
 #include <hattn/core/parallel.hpp>
 
 #include "bench_common.hpp"
@@ -55,6 +56,9 @@ int main(int argc, char** argv) {
   argc = kept;
   hattn_bench::register_model_benchmarks(iterations);
   benchmark::AddCustomContext("hattn_threads", std::to_string(hattn::max_threads()));
+  const hattn::GemmInfo gemm = hattn::gemm_info();
+  benchmark::AddCustomContext("hattn_gemm", gemm.summary());
+  if (!gemm.warning.empty()) std::fprintf(stderr, "%s\n", gemm.warning.c_str());
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

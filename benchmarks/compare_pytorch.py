@@ -94,10 +94,10 @@ def torch_worker(preset, mode, steps, threads):
 # ----------------------------------------------------------------------------------------------
 # Driver
 
-def run_measured(cmd):
-    """Runs cmd; returns (stdout, peak RSS in MiB of that process alone)."""
+def run_measured(cmd, env=None):
+    """Runs cmd (in env, default this process's); returns (stdout, peak RSS in MiB of that process alone)."""
     with tempfile.TemporaryFile(mode="w+") as out, tempfile.TemporaryFile(mode="w+") as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=env)
         _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage
         proc.returncode = os.waitstatus_to_exitcode(status)
         if proc.returncode != 0:
@@ -121,16 +121,34 @@ def seconds_of(bench):
 
 def measure_peak(bench_exe):
     out, _ = run_measured([bench_exe, "--benchmark_filter=^BM_SgemmPeak", "--benchmark_format=json"])
+    measure_peak.gemm = json.loads(out).get("context", {}).get("hattn_gemm", "unknown")
     return hattn_json(out)["peak_GFLOPs"]
 
 
-def measure_torch(preset, mode, steps, threads):
+def measure_torch_as(preset, mode, steps, threads, coretype):
+    """PyTorch's best over `threads`, with OpenBLAS's kernel forced to `coretype` ("installed": the
+    environment as it is)."""
     cmd = [sys.executable, os.path.abspath(__file__), "--torch-worker", "--presets", preset,
            "--mode", mode, "--steps", str(steps), "--torch-threads", ",".join(map(str, threads))]
-    out, rss = run_measured(cmd)
+    env = dict(os.environ)
+    if coretype != "installed":
+        env["OPENBLAS_CORETYPE"] = coretype
+    out, rss = run_measured(cmd, env)
     result = json.loads(out.strip().splitlines()[-1])
     result["rss_mib"] = rss
+    result["coretype"] = coretype
     return result
+
+
+def measure_torch(preset, mode, steps, threads):
+    """PyTorch as installed, and at its best over --torch-coretypes (Debian's PyTorch calls the
+    same OpenBLAS, whose kernel choice may be the generic one); returns the best, with the
+    as-installed result under "installed"."""
+    runs = [measure_torch_as(preset, mode, steps, threads, c) for c in args.torch_coretypes.split(",") if c]
+    best = min(runs, key=lambda r: r["seconds"])
+    best = dict(best)
+    best["installed"] = next((r for r in runs if r["coretype"] == "installed"), None)
+    return best
 
 
 def torch_version():
@@ -171,6 +189,9 @@ def main():
     ap.add_argument("--steps", type=int, default=5, help="timed steps per measurement (after one warm-up)")
     ap.add_argument("--seed-steps", type=int, default=2, help="timed steps for the seed preset")
     ap.add_argument("--torch-threads", default="1,2", help="PyTorch thread counts to try; the best is kept")
+    ap.add_argument("--torch-coretypes", default="installed,SkylakeX,Cooperlake,Haswell",
+                    help="OpenBLAS kernels to run PyTorch with (installed: the environment as it is); the best "
+                         "is kept, and the as-installed time is printed too. List only kernels this CPU supports")
     ap.add_argument("--bench", default=os.path.join(ROOT, "build", "benchmarks", "hattn_bench"),
                     help="path of the hattn_bench executable")
     ap.add_argument("--json", help="also write every measurement to this file")
@@ -201,6 +222,7 @@ def main():
     print(f"hattn source: {commit} (hattn_bench must be built from it); PyTorch: {torch_version()}")
     load_before, pressure_before = os.getloadavg(), cpu_pressure()
     peak = measure_peak(args.bench)
+    print(f"hattn {measure_peak.gemm}")
     print(f"sgemm peak (hattn::gemm 2048^3, best of 10): {peak:.1f} GFLOP/s", flush=True)
     rows = []
     for preset in presets:
@@ -212,8 +234,10 @@ def main():
             if kind not in torch_runs:
                 torch_runs[kind] = measure_torch(preset, kind, steps, threads)
             torch_r = torch_runs[kind]
+            inst = torch_r.get("installed")
             print(f"  {preset} {mode} pytorch: {fmt_time(torch_r['seconds'])} "
-                  f"({torch_r['threads']} threads), {torch_r['rss_mib']:.0f} MiB", flush=True)
+                  f"({torch_r['threads']} threads, OpenBLAS {torch_r['coretype']}), {torch_r['rss_mib']:.0f} MiB"
+                  + (f"; as installed {fmt_time(inst['seconds'])}" if inst else ""), flush=True)
             hattn_r = measure_hattn(args.bench, preset, mode, steps, peak)
             print(f"  {preset} {mode} hattn:   {fmt_time(hattn_r['seconds'])} "
                   f"({hattn_r['threads']} threads), {hattn_r['rss_mib']:.0f} MiB", flush=True)

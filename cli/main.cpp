@@ -171,6 +171,9 @@ int run_train(const Preset& preset, TrainArgs a, const Common& common) {
 
   std::size_t corpus_bytes = 0;
   fmt::print("hattn train: preset {} ({}), data {}\n", preset.name, preset.about, a.data);
+  const hattn::GemmInfo gemm = hattn::gemm_info();
+  fmt::print("{}\n", gemm.summary());
+  if (!gemm.warning.empty()) fmt::print(stderr, "{}\n", gemm.warning);
   hattn::data::Dataset data(hattn::cli::read_corpus(a.data, *tok, &corpus_bytes), preset.sequence_length,
                             a.validation);
   const auto val = data.validation_tokens();

@@ -1,8 +1,9 @@
 # Finds hattn's dependencies; shared by the build tree and the installed package config.
 # Every dependency is a Debian package: libeigen3-dev, libtbb-dev, libopenblas-dev, librandom123-dev,
-# nlohmann-json3-dev. Defines the imported targets hattn links to: Eigen3::Eigen, TBB::tbb, BLAS::BLAS,
-# nlohmann_json::nlohmann_json,
-# hattn::cblas_headers and hattn::random123 (found on the consumer's machine, never baked in).
+# nlohmann-json3-dev, and libdnnl-dev when HATTN_GEMM is onednn. Defines the imported targets hattn
+# links to: Eigen3::Eigen, TBB::tbb, BLAS::BLAS, nlohmann_json::nlohmann_json, hattn::cblas_headers,
+# hattn::random123 and (onednn) hattn::dnnl, all found on the consumer's machine, never baked in.
+# HATTN_GEMM (onednn | openblas) must be set before this file is included.
 include(CMakeFindDependencyMacro)
 
 if(NOT TARGET Eigen3::Eigen)
@@ -41,3 +42,21 @@ endmacro()
 _hattn_header_target(hattn::cblas_headers HATTN_CBLAS_INCLUDE_DIR cblas.h libopenblas-dev
                      PATH_SUFFIXES openblas openblas-pthread)
 _hattn_header_target(hattn::random123 HATTN_RANDOM123_INCLUDE_DIR Random123/philox.h librandom123-dev)
+
+# oneDNN (HATTN_GEMM=onednn): its library and headers as an imported target. Its own CMake package
+# is not used: Debian's requires OpenCL development files for a GPU runtime hattn never touches.
+if(HATTN_GEMM STREQUAL "onednn" AND NOT TARGET hattn::dnnl)
+  find_path(HATTN_DNNL_INCLUDE_DIR oneapi/dnnl/dnnl.h)
+  find_library(HATTN_DNNL_LIBRARY NAMES dnnl)
+  if(NOT HATTN_DNNL_INCLUDE_DIR OR NOT HATTN_DNNL_LIBRARY)
+    set(${CMAKE_FIND_PACKAGE_NAME}_FOUND FALSE)
+    set(${CMAKE_FIND_PACKAGE_NAME}_NOT_FOUND_MESSAGE
+        "oneDNN not found (Debian: apt-get install libdnnl-dev), or configure hattn with -DHATTN_GEMM=openblas")
+    return()
+  endif()
+  add_library(hattn::dnnl UNKNOWN IMPORTED)
+  set_target_properties(hattn::dnnl PROPERTIES
+    IMPORTED_LOCATION "${HATTN_DNNL_LIBRARY}"
+    INTERFACE_INCLUDE_DIRECTORIES "${HATTN_DNNL_INCLUDE_DIR}"
+    INTERFACE_LINK_LIBRARIES "${CMAKE_DL_LIBS}")
+endif()

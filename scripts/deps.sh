@@ -11,7 +11,7 @@ set -euo pipefail
 
 packages=(
   cmake ninja-build g++
-  libeigen3-dev libtbb-dev libopenblas-dev librandom123-dev
+  libeigen3-dev libtbb-dev libopenblas-dev libdnnl-dev librandom123-dev
   catch2 libbenchmark-dev
   nlohmann-json3-dev libcli11-dev libfmt-dev libstb-dev
   fortunes      # the default training corpus (/usr/share/games/fortunes)

@@ -5,9 +5,10 @@
 #   CONSUMER_SOURCE_DIR  the consumer project
 #   WORK_DIR             scratch directory, wiped first
 #   GENERATOR, MAKE_PROGRAM, CXX_COMPILER   taken from the build that runs the test
+#   HATTN_GEMM           the GEMM backend to configure hattn with (the consumer checks it runs it)
 cmake_minimum_required(VERSION 3.21)
 
-foreach(_var IN ITEMS MODE HATTN_SOURCE_DIR HATTN_VERSION CONSUMER_SOURCE_DIR WORK_DIR GENERATOR CXX_COMPILER)
+foreach(_var IN ITEMS MODE HATTN_SOURCE_DIR HATTN_VERSION CONSUMER_SOURCE_DIR WORK_DIR GENERATOR CXX_COMPILER HATTN_GEMM)
   if(NOT DEFINED ${_var} OR "${${_var}}" STREQUAL "")
     message(FATAL_ERROR "run_consumer.cmake: ${_var} is not set")
   endif()
@@ -36,7 +37,7 @@ if(MODE STREQUAL "find_package")
   set(_hattn_build "${WORK_DIR}/hattn-build")
   set(_prefix "${WORK_DIR}/prefix")
   step("configure hattn" ${CMAKE_COMMAND} -S "${HATTN_SOURCE_DIR}" -B "${_hattn_build}" ${_common}
-       -DHATTN_BUILD_TESTS=OFF -DHATTN_BUILD_EXAMPLES=OFF -DHATTN_BUILD_BENCHMARKS=OFF)
+       -DHATTN_BUILD_TESTS=OFF -DHATTN_BUILD_EXAMPLES=OFF -DHATTN_BUILD_BENCHMARKS=OFF -DHATTN_GEMM=${HATTN_GEMM})
   step("install hattn" ${CMAKE_COMMAND} --install "${_hattn_build}" --prefix "${_prefix}" --config Release)
   foreach(_file IN ITEMS include/hattn/ops/linear.hpp include/hattn/core/rng.hpp)
     if(NOT EXISTS "${_prefix}/${_file}")
@@ -47,7 +48,7 @@ if(MODE STREQUAL "find_package")
   step("configure consumer" ${CMAKE_COMMAND} -S "${CONSUMER_SOURCE_DIR}" -B "${_consumer_build}" ${_common}
        -DCMAKE_PREFIX_PATH=${_prefix}
        -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF -DCMAKE_FIND_USE_SYSTEM_PACKAGE_REGISTRY=OFF
-       -DHATTN_CONSUMER_VERSION=${HATTN_VERSION})
+       -DHATTN_CONSUMER_VERSION=${HATTN_VERSION} -DHATTN_CONSUMER_EXPECT_GEMM=${HATTN_GEMM})
   file(STRINGS "${_consumer_build}/CMakeCache.txt" _hattn_dir REGEX "^hattn_DIR:")
   string(REGEX REPLACE "^hattn_DIR:[A-Z]+=" "" _hattn_dir "${_hattn_dir}")
   cmake_path(IS_PREFIX _prefix "${_hattn_dir}" NORMALIZE _in_prefix)
@@ -56,7 +57,8 @@ if(MODE STREQUAL "find_package")
   endif()
 elseif(MODE STREQUAL "add_subdirectory")
   step("configure consumer" ${CMAKE_COMMAND} -S "${CONSUMER_SOURCE_DIR}" -B "${_consumer_build}" ${_common}
-       -DHATTN_CONSUMER_SOURCE_DIR=${HATTN_SOURCE_DIR})
+       -DHATTN_CONSUMER_SOURCE_DIR=${HATTN_SOURCE_DIR} -DHATTN_GEMM=${HATTN_GEMM}
+       -DHATTN_CONSUMER_EXPECT_GEMM=${HATTN_GEMM})
 else()
   message(FATAL_ERROR "run_consumer.cmake: unknown MODE '${MODE}'")
 endif()

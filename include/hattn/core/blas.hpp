@@ -1,18 +1,23 @@
 #pragma once
 /// \file
-/// The one matrix-product entry point: row-major GEMM over cblas (OpenBLAS). The only header that
-/// includes <cblas.h>. OpenBLAS runs single-threaded; large products are split into fixed tiles
-/// run through hattn::parallel_for, so results do not depend on the thread count.
-
-#include <cblas.h>
+/// The one matrix-product entry point: row-major GEMM over a backend chosen when hattn is
+/// configured (HATTN_GEMM: oneDNN, whose kernels follow the CPU's instruction set, or OpenBLAS;
+/// doubles always run on OpenBLAS). Backends run single-threaded; large products are split into
+/// fixed tiles run through hattn::parallel_for, so results do not depend on the thread count.
 
 #include <algorithm>
+#include <string>
 #include <type_traits>
 #include <vector>
 
 #include "hattn/core/error.hpp"
+#include "hattn/core/gemm/openblas.hpp"
 #include "hattn/core/parallel.hpp"
 #include "hattn/core/tensor.hpp"
+
+#if defined(HATTN_GEMM_ONEDNN) && HATTN_GEMM_ONEDNN
+#include "hattn/core/gemm/onednn.hpp"
+#endif
 
 namespace hattn {
 
@@ -31,17 +36,17 @@ enum class RowMode : bool {
   stable,
 };
 
-namespace detail {
+/// Which library computes hattn::gemm's float products (doubles: always OpenBLAS).
+enum class GemmBackend { onednn, openblas };
 
-/// Makes OpenBLAS single-threaded once per process: hattn parallelises around BLAS calls, and
-/// OpenBLAS's own threads would oversubscribe the cores inside TBB tasks.
-inline void blas_single_threaded() {
-  static const bool done = [] {
-    openblas_set_num_threads(1);
-    return true;
-  }();
-  (void)done;
-}
+/// The float backend this translation unit was configured with (HATTN_GEMM).
+#if defined(HATTN_GEMM_ONEDNN) && HATTN_GEMM_ONEDNN
+inline constexpr GemmBackend gemm_backend = GemmBackend::onednn;
+#else
+inline constexpr GemmBackend gemm_backend = GemmBackend::openblas;
+#endif
+
+namespace detail {
 
 /// Rows (or columns) per parallel GEMM tile. A constant, so tiles are the same for any thread count.
 inline constexpr Index gemm_tile = 128;
@@ -50,7 +55,8 @@ inline constexpr double gemm_parallel_work = 4.0e6;
 /// RowMode::stable: every BLAS call covers a multiple of this many rows of C. OpenBLAS computes a
 /// row of C with the same instruction sequence whenever the call's row count is a multiple of its
 /// kernel's unroll in that dimension (24 for the Haswell/Zen sgemm kernel; 4, 8, 16 or 32 on
-/// others); 96 is a multiple of all of them.
+/// others); oneDNN's sgemm kernels unroll 16, 24 or 48 rows and take other paths (gemv, small-m
+/// kernels) only below 16 rows; 96 is a multiple of all of them (tests/core/test_gemm_rows.cpp).
 inline constexpr Index gemm_row_unit = 96;
 /// RowMode::stable: rows of C per parallel tile (a multiple of gemm_row_unit), and columns of C
 /// per tile when C is wider than that. Every tile is a separate BLAS call that packs its operands
@@ -66,18 +72,49 @@ inline constexpr Index gemm_tile_max = 1024, gemm_min_tiles = 8;
 /// RowMode::any: k / (split extent) from which a product is split into two tiles only.
 inline constexpr Index gemm_deep_ratio = 16;
 
+/// One single-threaded backend call: C = alpha op(A) op(B) + beta C, row-major.
 template <class T>
 void gemm_call(Trans ta, Trans tb, Index m, Index n, Index k, T alpha, const T* a, Index lda,
                const T* b, Index ldb, T beta, T* c, Index ldc) {
-  const auto to = [](Trans t) { return t == Trans::yes ? CblasTrans : CblasNoTrans; };
+#if defined(HATTN_GEMM_ONEDNN) && HATTN_GEMM_ONEDNN
   if constexpr (std::is_same_v<T, float>) {
-    cblas_sgemm(CblasRowMajor, to(ta), to(tb), int(m), int(n), int(k), alpha, a, int(lda), b,
-                int(ldb), beta, c, int(ldc));
-  } else {
-    static_assert(std::is_same_v<T, double>, "hattn::gemm supports float and double");
-    cblas_dgemm(CblasRowMajor, to(ta), to(tb), int(m), int(n), int(k), alpha, a, int(lda), b,
-                int(ldb), beta, c, int(ldc));
+    onednn::sgemm(ta == Trans::yes, tb == Trans::yes, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
   }
+#endif
+  openblas::gemm<T>(ta == Trans::yes, tb == Trans::yes, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+/// Whether RowMode::stable products run on OpenBLAS: its own backend, or oneDNN below AVX-512.
+template <class T>
+bool stable_on_openblas() {
+#if defined(HATTN_GEMM_ONEDNN) && HATTN_GEMM_ONEDNN
+  if constexpr (std::is_same_v<T, float>) return !onednn::rows_stable();
+#endif
+  return true;
+}
+
+/// A backend call for RowMode::stable: the float backend when its rows are stable for every
+/// multiple of gemm_row_unit rows, OpenBLAS otherwise (oneDNN below AVX-512).
+template <class T>
+void gemm_call_stable(Trans ta, Trans tb, Index m, Index n, Index k, T alpha, const T* a, Index lda,
+                      const T* b, Index ldb, T beta, T* c, Index ldc) {
+  if (stable_on_openblas<T>()) {
+    openblas::gemm<T>(ta == Trans::yes, tb == Trans::yes, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+  gemm_call(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+/// Rows per RowMode::stable call unit for an (n, k) product: gemm_row_unit, or on OpenBLAS the
+/// smallest multiple of it that keeps every call above OpenBLAS's small-matrix kernels.
+template <class T>
+Index stable_unit(Index n, Index k) {
+  const double small = stable_on_openblas<T>() ? openblas::small_kernel_mnk() : 0.0;
+  const double nk = double(n) * double(k);
+  if (nk <= 0 || double(gemm_row_unit) * nk > small) return gemm_row_unit;
+  const Index units = Index(small / (double(gemm_row_unit) * nk)) + 1;
+  return units * gemm_row_unit;
 }
 
 /// Rows [i0, i0 + rows) and columns [j0, j0 + cols) of C as calls over multiples of
@@ -87,18 +124,19 @@ void gemm_call(Trans ta, Trans tb, Index m, Index n, Index k, T alpha, const T* 
 template <class T>
 void gemm_stable_tile(Trans ta, Trans tb, Index i0, Index rows, Index j0, Index cols, Index k,
                       T alpha, const T* a, Index lda, const T* b, Index ldb, T beta, T* c, Index ldc) {
-  const Index whole = rows / gemm_row_unit * gemm_row_unit;
+  const Index unit = stable_unit<T>(cols, k);
+  const Index whole = rows / unit * unit;
   const T* b0 = tb == Trans::yes ? b + j0 * ldb : b + j0;
   if (whole > 0) {
     const T* a0 = ta == Trans::yes ? a + i0 : a + i0 * lda;
-    gemm_call(ta, tb, whole, cols, k, alpha, a0, lda, b0, ldb, beta, c + i0 * ldc + j0, ldc);
+    gemm_call_stable(ta, tb, whole, cols, k, alpha, a0, lda, b0, ldb, beta, c + i0 * ldc + j0, ldc);
   }
   if (whole == rows) return;
   i0 += whole;
   rows -= whole;
   const T* a0 = ta == Trans::yes ? a + i0 : a + i0 * lda;
   T* c0 = c + i0 * ldc + j0;
-  const Index padded = (rows + gemm_row_unit - 1) / gemm_row_unit * gemm_row_unit;
+  const Index padded = unit;  // rows < unit
   thread_local std::vector<T> a_pad, c_pad;  // grow once per thread
   a_pad.assign(std::size_t(padded * k), T(0));
   c_pad.assign(std::size_t(padded * cols), T(0));
@@ -109,7 +147,7 @@ void gemm_stable_tile(Trans ta, Trans tb, Index i0, Index rows, Index j0, Index 
     for (Index i = 0; i < rows; ++i) std::copy(a0 + i * lda, a0 + i * lda + k, a_pad.data() + i * k);
   }
   for (Index i = 0; i < rows; ++i) std::copy(c0 + i * ldc, c0 + i * ldc + cols, c_pad.data() + i * cols);
-  gemm_call(ta, tb, padded, cols, k, alpha, a_pad.data(), ta == Trans::yes ? padded : k, b0, ldb,
+  gemm_call_stable(ta, tb, padded, cols, k, alpha, a_pad.data(), ta == Trans::yes ? padded : k, b0, ldb,
             beta, c_pad.data(), cols);
   for (Index i = 0; i < rows; ++i) std::copy(c_pad.data() + i * cols, c_pad.data() + (i + 1) * cols, c0 + i * ldc);
 }
@@ -130,7 +168,6 @@ void gemm(Trans ta, Trans tb, Index m, Index n, Index k, T alpha, const T* a, In
                   "gemm", "leading dimensions (", lda, ", ", ldb, ", ", ldc,
                   ") too small for sizes (", m, ", ", n, ", ", k, ")");
   if (m == 0 || n == 0) return;
-  detail::blas_single_threaded();
   if (mode == RowMode::stable) {
     // Tiles fixed by (n, k) alone, from row 0 and column 0.
     const bool large = double(n) * double(k) >= detail::gemm_large_nk;
@@ -177,6 +214,84 @@ void gemm(Trans ta, Trans tb, Index m, Index n, Index k, T alpha, const T* a, In
       detail::gemm_call(ta, tb, m, cols, k, alpha, a, lda, b0, ldb, beta, c + j0, ldc);
     });
   }
+}
+
+/// What computes hattn::gemm on this machine.
+struct GemmInfo {
+  std::string backend;  ///< "onednn" or "openblas": the float backend (doubles: OpenBLAS)
+  std::string kernel;   ///< oneDNN: "isa:<instruction set>"; OpenBLAS: its kernel ("SkylakeX", ...)
+  std::string version;  ///< the backend library's version
+  int threads = 1;      ///< threads the products' tiles run on (each backend call is single-threaded)
+  std::string double_kernel;  ///< OpenBLAS's kernel, which runs the double products
+  /// Who runs RowMode::stable products: the backend, or "openblas" where the backend's rows are not
+  /// stable (oneDNN below AVX-512).
+  std::string stable_rows;
+  /// Empty, or one line saying that the backend runs a kernel without AVX2 on a CPU that has AVX2
+  /// or AVX-512, and what to do about it.
+  std::string warning;
+
+  /// One line: "gemm: onednn 2.6.3 (isa:avx512_core_amx), 2 threads; double: OpenBLAS SkylakeX",
+  /// plus "; stable rows: OpenBLAS" when those run on OpenBLAS instead of the backend.
+  std::string summary() const {
+    return "gemm: " + backend + " " + version + " (" + kernel + "), " + std::to_string(threads) +
+           (threads == 1 ? " thread" : " threads") + "; double: OpenBLAS " + double_kernel +
+           (stable_rows != backend ? "; stable rows: OpenBLAS" : "");
+  }
+};
+
+namespace detail {
+
+/// The CPU's widest vector instruction set that matters to a GEMM kernel: "avx512", "avx2" or "".
+inline std::string cpu_vector_isa() {
+#if defined(__x86_64__) || defined(__i386__)
+  if (__builtin_cpu_supports("avx512f")) return "avx512";
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "avx2";
+#endif
+  return "";
+}
+
+}  // namespace detail
+
+namespace detail {
+
+/// The warning gemm_info reports: empty unless `kernel` (an OpenBLAS core name, or "isa:<oneDNN
+/// instruction set>") lacks AVX2 while the CPU (`cpu_isa`: "avx512", "avx2" or "") has it.
+inline std::string gemm_warning(const std::string& backend, const std::string& kernel, const std::string& cpu_isa) {
+  if (cpu_isa.empty()) return "";
+  const std::string wide = cpu_isa == "avx512" ? "AVX-512" : "AVX2";
+  if (backend == "onednn") {
+    const std::string isa = kernel.starts_with("isa:") ? kernel.substr(4) : kernel;
+    if (isa != "sse41" && isa != "avx") return "";
+    return "hattn: warning: oneDNN runs its " + isa + " kernels on a CPU with " + wide +
+           " (DNNL_MAX_CPU_ISA set?); unset DNNL_MAX_CPU_ISA for its " + wide + " kernels";
+  }
+  if (!openblas::kernel_lacks_avx2(kernel)) return "";
+  return "hattn: warning: OpenBLAS runs its generic " + kernel + " kernel on a CPU with " + wide +
+         " (its table of CPU models lacks this one), several times slower; set OPENBLAS_CORETYPE=" +
+         (cpu_isa == "avx512" ? "SkylakeX" : "Haswell") + " or configure hattn with -DHATTN_GEMM=onednn";
+}
+
+}  // namespace detail
+
+/// The backend, kernel and threads of hattn::gemm, and a warning when its kernel is slower than
+/// this CPU allows.
+inline GemmInfo gemm_info() {
+  GemmInfo info;
+  info.threads = max_threads();
+  info.double_kernel = detail::openblas::kernel();
+#if defined(HATTN_GEMM_ONEDNN) && HATTN_GEMM_ONEDNN
+  info.backend = "onednn";
+  info.version = detail::onednn::version();
+  info.kernel = "isa:" + detail::onednn::isa();
+  info.stable_rows = detail::onednn::rows_stable() ? "onednn" : "openblas";
+#else
+  info.stable_rows = "openblas";
+  info.backend = "openblas";
+  info.version = detail::openblas::version();
+  info.kernel = info.double_kernel;
+#endif
+  info.warning = detail::gemm_warning(info.backend, info.kernel, detail::cpu_vector_isa());
+  return info;
 }
 
 }  // namespace hattn

@@ -1,9 +1,10 @@
 // Consumer of hattn: a linear layer checked against a hand computation and against a plain loop
-// on random inputs. Exits non-zero on any mismatch.
+// on random inputs, running the GEMM backend hattn was configured with. Exits non-zero on any mismatch.
 #include <hattn/hattn.hpp>
 
 #include <cmath>
 #include <cstdio>
+#include <string>
 #include <vector>
 
 namespace {
@@ -46,6 +47,15 @@ int main() {
       for (long l = 0; l < k; ++l) s += double(xr[i * k + l]) * double(wr[j * k + l]);
       expect_near(yr[i * n + j], s, 1e-4, "random y", i * n + j);
     }
+
+  // The backend the package was configured with is the one this program links and runs.
+  const hattn::GemmInfo gemm = hattn::gemm_info();
+  std::printf("hattn consumer: %s\n", gemm.summary().c_str());
+  const std::string expected = HATTN_CONSUMER_EXPECT_GEMM;
+  if (!expected.empty() && gemm.backend != expected) {
+    std::fprintf(stderr, "hattn consumer: gemm backend %s, expected %s\n", gemm.backend.c_str(), expected.c_str());
+    ++failures;
+  }
 
   if (failures != 0) {
     std::fprintf(stderr, "hattn consumer: %d mismatches\n", failures);

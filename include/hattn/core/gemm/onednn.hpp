@@ -1,0 +1,79 @@
+#pragma once
+/// \file
+/// The oneDNN GEMM backend (HATTN_GEMM=onednn): dnnl_sgemm, whose kernels oneDNN picks from the
+/// CPU's instruction set (AVX2, AVX-512, ...) at run time rather than from a table of CPU models.
+/// The only header that includes oneDNN. Float only: doubles go to OpenBLAS.
+///
+/// Debian builds oneDNN with OpenMP threading. hattn parallelises around the products (fixed tiles,
+/// so results do not depend on the thread count), so every calling thread limits its own OpenMP
+/// team to one thread before its first product: oneDNN then never splits a product, and in
+/// particular never its reduction dimension, across threads.
+
+#include <dlfcn.h>
+#include <oneapi/dnnl/dnnl.h>
+
+#include <string>
+
+#include "hattn/core/error.hpp"
+#include "hattn/core/tensor.hpp"
+
+namespace hattn::detail::onednn {
+
+/// Limits the calling thread's OpenMP team to one thread, once per thread. The OpenMP runtime is
+/// the one oneDNN itself loaded (looked up at run time, so the consumer needs no OpenMP flags and a
+/// different compiler's runtime can never be the one set).
+inline void single_threaded() {
+  thread_local const bool done = [] {
+    using SetThreads = void (*)(int);
+    static const auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "omp_set_num_threads"));
+    if (set) set(1);
+    return true;
+  }();
+  (void)done;
+}
+
+/// C = alpha op(A) op(B) + beta C, row-major, on the calling thread.
+inline void sgemm(bool ta, bool tb, Index m, Index n, Index k, float alpha, const float* a, Index lda,
+                  const float* b, Index ldb, float beta, float* c, Index ldc) {
+  single_threaded();
+  // oneDNN's dnnl_sgemm is row-major: C (m, n) = op(A) (m, k) op(B) (k, n).
+  const dnnl_status_t status = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda, b,
+                                          ldb, beta, c, ldc);
+  require(status == dnnl_success, "gemm", "oneDNN's dnnl_sgemm failed with status ", int(status),
+          " for sizes (", m, ", ", n, ", ", k, ")");
+}
+
+/// Whether a row of C comes out bitwise the same from every call whose row count is a multiple of
+/// gemm_row_unit (96), whatever that count: true for oneDNN's AVX-512 sgemm kernels (48-row unroll,
+/// one path for every such m; tests/core/test_gemm_backend.cpp). Its AVX2 and older kernels switch
+/// paths with the row count (different results for m < 512 and m >= 512 at n = k = 768 in 2.6.3),
+/// so RowMode::stable products run on OpenBLAS there.
+inline bool rows_stable() {
+  static const bool stable = (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core;
+  return stable;
+}
+
+/// The instruction set oneDNN's kernels use on this CPU (its dnnl_get_effective_cpu_isa).
+inline std::string isa() {
+  switch (dnnl_get_effective_cpu_isa()) {
+    case dnnl_cpu_isa_sse41: return "sse41";
+    case dnnl_cpu_isa_avx: return "avx";
+    case dnnl_cpu_isa_avx2: return "avx2";
+    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
+    case dnnl_cpu_isa_avx512_mic: return "avx512_mic";
+    case dnnl_cpu_isa_avx512_mic_4ops: return "avx512_mic_4ops";
+    case dnnl_cpu_isa_avx512_core: return "avx512_core";
+    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+    default: return "unknown";
+  }
+}
+
+/// oneDNN's version, "major.minor.patch".
+inline std::string version() {
+  const dnnl_version_t* v = dnnl_version();
+  return std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch);
+}
+
+}  // namespace hattn::detail::onednn
