@@ -140,11 +140,11 @@ def measure_torch_as(preset, mode, steps, threads, coretype):
     return result
 
 
-def measure_torch(preset, mode, steps, threads):
+def measure_torch(preset, mode, steps, threads, coretypes):
     """PyTorch as installed, and at its best over --torch-coretypes (Debian's PyTorch calls the
     same OpenBLAS, whose kernel choice may be the generic one); returns the best, with the
     as-installed result under "installed"."""
-    runs = [measure_torch_as(preset, mode, steps, threads, c) for c in args.torch_coretypes.split(",") if c]
+    runs = [measure_torch_as(preset, mode, steps, threads, c) for c in coretypes.split(",") if c]
     best = min(runs, key=lambda r: r["seconds"])
     best = dict(best)
     best["installed"] = next((r for r in runs if r["coretype"] == "installed"), None)
@@ -232,7 +232,7 @@ def main():
         for mode in modes:
             kind = TORCH_MODE[mode]
             if kind not in torch_runs:
-                torch_runs[kind] = measure_torch(preset, kind, steps, threads)
+                torch_runs[kind] = measure_torch(preset, kind, steps, threads, args.torch_coretypes)
             torch_r = torch_runs[kind]
             inst = torch_r.get("installed")
             print(f"  {preset} {mode} pytorch: {fmt_time(torch_r['seconds'])} "
