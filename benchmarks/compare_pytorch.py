@@ -120,9 +120,9 @@ def seconds_of(bench):
 
 
 def measure_peak(bench_exe):
+    """Returns (BM_SgemmPeak in GFLOP/s, hattn's gemm_info summary from the benchmark context)."""
     out, _ = run_measured([bench_exe, "--benchmark_filter=^BM_SgemmPeak", "--benchmark_format=json"])
-    measure_peak.gemm = json.loads(out).get("context", {}).get("hattn_gemm", "unknown")
-    return hattn_json(out)["peak_GFLOPs"]
+    return hattn_json(out)["peak_GFLOPs"], json.loads(out).get("context", {}).get("hattn_gemm", "unknown")
 
 
 def measure_torch_as(preset, mode, steps, threads, coretype):
@@ -221,8 +221,8 @@ def main():
         commit = "unknown"
     print(f"hattn source: {commit} (hattn_bench must be built from it); PyTorch: {torch_version()}")
     load_before, pressure_before = os.getloadavg(), cpu_pressure()
-    peak = measure_peak(args.bench)
-    print(f"hattn {measure_peak.gemm}")
+    peak, gemm = measure_peak(args.bench)
+    print(f"hattn {gemm}")
     print(f"sgemm peak (hattn::gemm 2048^3, best of 10): {peak:.1f} GFLOP/s", flush=True)
     rows = []
     for preset in presets:
@@ -244,7 +244,7 @@ def main():
             rows.append({"preset": preset, "mode": mode, "steps": steps, "tokens": batch * tokens,
                          "pytorch": torch_r, "hattn": hattn_r})
     load_after, pressure_after = os.getloadavg(), cpu_pressure()
-    peak_after = measure_peak(args.bench)
+    peak_after, _ = measure_peak(args.bench)
     print(f"sgemm peak at the end: {peak_after:.1f} GFLOP/s", flush=True)
     peak = max(peak, peak_after)
     for r in rows:
@@ -272,7 +272,7 @@ def main():
           ", ".join(f"{r['preset']} {r['mode']} {r['hattn']['model_gflop']:.2f} G" for r in rows))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"commit": commit, "peak_gflops": peak, "load_before": load_before, "load_after": load_after,
+            json.dump({"commit": commit, "gemm": gemm, "peak_gflops": peak, "load_before": load_before, "load_after": load_after,
                        "cpu_pressure_before": pressure_before, "cpu_pressure_after": pressure_after,
                        "rows": rows}, f, indent=2)
 

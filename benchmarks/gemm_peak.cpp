@@ -4,10 +4,9 @@
 // (hattn::gemm through its tiles) is measured against the best of these.
 //   hattn_gemm_peak [seconds per point, default 1]
 // Prints one line per (library, size, threads) and the best rate per thread count.
-#include <cblas.h>
+#include <hattn/core/gemm/openblas.hpp>
 #if HATTN_GEMM_PEAK_ONEDNN
-#include <dlfcn.h>
-#include <oneapi/dnnl/dnnl.h>
+#include <hattn/core/gemm/onednn.hpp>
 #endif
 
 #include <algorithm>
@@ -36,20 +35,16 @@ double best_gflops(int n, double seconds, const std::function<void()>& product) 
   return 2.0 * n * double(n) * n / best * 1e-9;
 }
 
-#if HATTN_GEMM_PEAK_ONEDNN
-// oneDNN's OpenMP team size for the calling thread (the runtime oneDNN loaded).
-void onednn_threads(int threads) {
-  using SetThreads = void (*)(int);
-  if (auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "omp_set_num_threads"))) set(threads);
-}
-#endif
-
 }  // namespace
 
 int main(int argc, char** argv) {
   const double seconds = argc > 1 ? std::atof(argv[1]) : 1.0;
   const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
-  std::printf("OpenBLAS %s, kernel %s\n", OPENBLAS_VERSION, openblas_get_corename());
+  namespace openblas = hattn::detail::openblas;
+  std::printf("OpenBLAS %s, kernel %s\n", openblas::version().c_str(), openblas::kernel().c_str());
+#if HATTN_GEMM_PEAK_ONEDNN
+  std::printf("oneDNN %s, isa %s\n", hattn::detail::onednn::version().c_str(), hattn::detail::onednn::isa().c_str());
+#endif
   double best[2] = {0, 0};
   for (int n : {1024, 2048, 4096}) {
     std::vector<float> a(std::size_t(n) * n), b(a.size()), c(a.size());
@@ -65,7 +60,7 @@ int main(int argc, char** argv) {
       std::printf("openblas  n=%4d threads=%d  %7.1f GFLOP/s\n", n, threads, blas);
       best[threads == 1 ? 0 : 1] = std::max(best[threads == 1 ? 0 : 1], blas);
 #if HATTN_GEMM_PEAK_ONEDNN
-      onednn_threads(threads);
+      hattn::detail::onednn::set_openmp_threads(threads);
       const double dnnl = best_gflops(n, seconds, [&] {
         dnnl_sgemm('N', 'N', n, n, n, 1, a.data(), n, b.data(), n, 0, c.data(), n);
       });

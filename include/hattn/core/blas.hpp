@@ -30,9 +30,10 @@ enum class RowMode : bool {
   /// depend on how many rows are computed (BLAS kernels treat edge rows differently).
   any,
   /// Every row of C comes out bitwise the same whatever m is: a row of a (B, T) batch does not
-  /// change with T. Calls cover multiples of 96 rows from multiples of 96; a last partial 96-row
-  /// unit is computed through zero-padded scratch. Used for activations (rows = tokens), so that
-  /// a sequence's prefix gives the same outputs at every length.
+  /// change with T. Calls cover whole units of rows (96, or more where a kernel needs it:
+  /// detail::stable_unit) from fixed tile starts; a last partial unit is computed through
+  /// zero-padded scratch. Used for activations (rows = tokens), so that a sequence's prefix gives
+  /// the same outputs at every length.
   stable,
 };
 
@@ -52,11 +53,11 @@ namespace detail {
 inline constexpr Index gemm_tile = 128;
 /// Products smaller than this many multiply-adds run as one call.
 inline constexpr double gemm_parallel_work = 4.0e6;
-/// RowMode::stable: every BLAS call covers a multiple of this many rows of C. OpenBLAS computes a
+/// RowMode::stable: every backend call covers a multiple of this many rows of C. OpenBLAS computes a
 /// row of C with the same instruction sequence whenever the call's row count is a multiple of its
 /// kernel's unroll in that dimension (24 for the Haswell/Zen sgemm kernel; 4, 8, 16 or 32 on
-/// others); oneDNN's sgemm kernels unroll 16, 24 or 48 rows and take other paths (gemv, small-m
-/// kernels) only below 16 rows; 96 is a multiple of all of them (tests/core/test_gemm_rows.cpp).
+/// others), and oneDNN's AVX-512 sgemm whenever it is a multiple of 48; 96 is a multiple of all of
+/// them. Exceptions (stable_unit, stable_on_openblas) and the checks: tests/core/test_gemm_backend.cpp.
 inline constexpr Index gemm_row_unit = 96;
 /// RowMode::stable: rows of C per parallel tile (a multiple of gemm_row_unit), and columns of C
 /// per tile when C is wider than that. Every tile is a separate BLAS call that packs its operands
@@ -117,8 +118,8 @@ Index stable_unit(Index n, Index k) {
   return units * gemm_row_unit;
 }
 
-/// Rows [i0, i0 + rows) and columns [j0, j0 + cols) of C as calls over multiples of
-/// gemm_row_unit rows (i0 is one): the whole units directly, a last partial unit through
+/// Rows [i0, i0 + rows) and columns [j0, j0 + cols) of C as calls over whole stable_unit rows
+/// (i0 is a tile start): the whole units directly, a last partial unit through
 /// zero-padded scratch copies of A's rows and C's rows (C is copied in, so beta applies exactly
 /// as in a direct call).
 template <class T>

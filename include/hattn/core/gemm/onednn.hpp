@@ -19,16 +19,18 @@
 
 namespace hattn::detail::onednn {
 
-/// Limits the calling thread's OpenMP team to one thread, once per thread. The OpenMP runtime is
-/// the one oneDNN itself loaded (looked up at run time, so the consumer needs no OpenMP flags and a
-/// different compiler's runtime can never be the one set).
+/// Sets the calling thread's OpenMP team size for oneDNN. The OpenMP runtime is the one oneDNN itself
+/// loaded (looked up at run time, so the consumer needs no OpenMP flags and a different compiler's
+/// runtime can never be the one set).
+inline void set_openmp_threads(int threads) {
+  using SetThreads = void (*)(int);
+  static const auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "omp_set_num_threads"));
+  if (set) set(threads);
+}
+
+/// Limits the calling thread's OpenMP team to one thread, once per thread.
 inline void single_threaded() {
-  thread_local const bool done = [] {
-    using SetThreads = void (*)(int);
-    static const auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "omp_set_num_threads"));
-    if (set) set(1);
-    return true;
-  }();
+  thread_local const bool done = (set_openmp_threads(1), true);
   (void)done;
 }
 
