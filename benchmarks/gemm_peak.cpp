@@ -3,7 +3,10 @@
 // square row-major products of 1024, 2048 and 4096, on 1 and on every core. BM_SgemmPeak
 // (hattn::gemm through its tiles) is measured against the best of these.
 //   hattn_gemm_peak [seconds per point, default 1]
-// Prints one line per (library, size, threads) and the best rate per thread count.
+// Prints one line per (library, size, threads), the best rate per thread count, and hattn::gemm
+// (on all of hattn's threads) over the same std::vector operands and over a hattn::Arena.
+#include <hattn/core/arena.hpp>
+#include <hattn/core/blas.hpp>
 #include <hattn/core/gemm/openblas.hpp>
 #if HATTN_GEMM_PEAK_ONEDNN
 #include <hattn/core/gemm/onednn.hpp>
@@ -68,6 +71,21 @@ int main(int argc, char** argv) {
       best[threads == 1 ? 0 : 1] = std::max(best[threads == 1 ? 0 : 1], dnnl);
 #endif
     }
+    // hattn::gemm sets each backend call single-threaded itself (once per thread).
+    const auto hattn_gemm = [n](const float* x, const float* y, float* z) {
+      hattn::gemm<float>(hattn::Trans::no, hattn::Trans::no, n, n, n, 1.0f, x, n, y, n, 0.0f, z, n);
+    };
+    const double vec = best_gflops(n, seconds, [&] { hattn_gemm(a.data(), b.data(), c.data()); });
+    std::printf("hattn     n=%4d threads=%d  %7.1f GFLOP/s  (std::vector operands)\n", n,
+                hattn::max_threads(), vec);
+    const hattn::Index nn = hattn::Index(n) * n;
+    hattn::Arena<float> arena(3 * hattn::ArenaPlan::round_up<float>(nn));
+    auto av = arena.view(nn), bv = arena.view(nn), cv = arena.view(nn);  // (n * n) each
+    std::copy(a.begin(), a.end(), av.data);
+    std::copy(b.begin(), b.end(), bv.data);
+    const double are = best_gflops(n, seconds, [&] { hattn_gemm(av.data, bv.data, cv.data); });
+    std::printf("hattn     n=%4d threads=%d  %7.1f GFLOP/s  (hattn::Arena operands)\n", n,
+                hattn::max_threads(), are);
   }
   std::printf("best f32 GEMM: %.1f GFLOP/s on 1 thread, %.1f GFLOP/s on %d threads\n", best[0], best[1], cores);
   return 0;
