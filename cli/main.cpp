@@ -174,8 +174,14 @@ int run_train(const Preset& preset, TrainArgs a, const Common& common) {
   const hattn::GemmInfo gemm = hattn::gemm_info();
   fmt::print("{}\n", gemm.summary());
   if (!gemm.warning.empty()) fmt::print(stderr, "{}\n", gemm.warning);
-  hattn::data::Dataset data(hattn::cli::read_corpus(a.data, *tok, &corpus_bytes), preset.sequence_length,
-                            a.validation);
+  std::vector<std::int32_t> tokens = hattn::cli::read_corpus(a.data, *tok, &corpus_bytes);
+  const Index needed = hattn::data::Dataset::minimum_tokens(preset.sequence_length, a.validation);
+  check(Index(tokens.size()) >= needed, "the corpus has ", tokens.size(), " tokens, too few for preset ",
+        preset.name, ": sequences of ", preset.sequence_length, " tokens with --validation ", a.validation,
+        " need at least ", needed,
+        a.validation > 0 ? " (a whole sequence in the held-out part, one sequence + 1 in the rest)"
+                         : " (one sequence + 1)");
+  hattn::data::Dataset data(std::move(tokens), preset.sequence_length, a.validation);
   const auto val = data.validation_tokens();
   const double val_bytes = double(tok->decode(std::vector<std::int32_t>(val.begin(), val.end())).size());
   const double bytes_per_token = val.empty() ? 1.0 : val_bytes / double(val.size());
