@@ -197,7 +197,8 @@ int run_train(const Preset& preset, TrainArgs a, const Common& common) {
   o.warmup_steps = a.warmup >= 0 ? a.warmup : o.steps / 20;
   o.weight_decay = a.weight_decay;
   o.clip = a.clip;
-  o.eval_every = a.eval_every;
+  const bool validating = data.validation_windows() > 0;  // false with --validation 0
+  o.eval_every = validating ? a.eval_every : 0;
   o.eval_batches = 8;
   o.seed = a.seed;
 
@@ -289,20 +290,25 @@ int run_train(const Preset& preset, TrainArgs a, const Common& common) {
   save();
   hattn::save_safetensors(model, weights, meta);
   // The final validation, unless the last step just ran one.
-  if (val_curve.empty() || val_curve.back().first != double(trainer.step())) {
+  if (validating && (val_curve.empty() || val_curve.back().first != double(trainer.step()))) {
     const auto e = trainer.evaluate();
     log << nlohmann::json{{"step", trainer.step()}, {"val_loss", e.loss},
                           {"val_bits_per_byte", e.loss / std::log(2.0) / bytes_per_token}}.dump()
         << '\n';
     val_curve.emplace_back(double(trainer.step()), e.loss);
   }
-  const double final_loss = val_curve.back().second, bpb = final_loss / std::log(2.0) / bytes_per_token;
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   hattn::cli::write_line_chart_svg(chart, fmt::format("hattn {}: loss", preset.name), "step",
                                    "cross-entropy (nats per token)",
                                    {{"training", "#1f77b4", train_curve}, {"validation", "#d62728", val_curve}});
-  fmt::print("done: {} steps in {}, validation loss {:.4f} = {:.3f} bits per byte\n", trainer.step(),
-             format_duration(seconds), final_loss, bpb);
+  if (validating) {
+    const double final_loss = val_curve.back().second, bpb = final_loss / std::log(2.0) / bytes_per_token;
+    fmt::print("done: {} steps in {}, validation loss {:.4f} = {:.3f} bits per byte\n", trainer.step(),
+               format_duration(seconds), final_loss, bpb);
+  } else {
+    fmt::print("done: {} steps in {} (no validation split: --validation 0)\n", trainer.step(),
+               format_duration(seconds));
+  }
   fmt::print("wrote {}, {}, {}, {}\n", ckpt.string(), weights.string(), log_path.string(), chart.string());
   fmt::print("sample:\n{}\n", sample(a.sample_tokens));
   return 0;
