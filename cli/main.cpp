@@ -18,7 +18,6 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <iterator>
 #include <map>
@@ -26,6 +25,7 @@
 #include <vector>
 
 #include "corpus.hpp"
+#include "metrics_log.hpp"
 #include "hattn/hattn.hpp"
 #include "hattn/io/gpt2_bpe.hpp"
 #include "hattn/train/checkpoint.hpp"
@@ -215,7 +215,7 @@ int run_train(const Preset& preset, TrainArgs a, const Common& common) {
              model.parameter_count(), C.levels, C.heads, C.d_model, preset.sequence_length, o.batch, o.steps, o.lr,
              a.checkpointing ? "; gradient checkpointing" : "");
 
-  std::ofstream log(log_path, a.resume.empty() ? std::ios::trunc : std::ios::app);
+  hattn::cli::MetricsLog log(log_path, !a.resume.empty());
   const std::map<std::string, std::string> meta{{preset_key, std::string(preset.name)},
                                                 {tokenizer_key, std::string(preset.tokenizer)}};
   std::int64_t last_saved = a.resume.empty() ? 0 : trainer.step();
@@ -243,9 +243,8 @@ int run_train(const Preset& preset, TrainArgs a, const Common& common) {
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double rate = tokens_done / std::max(elapsed, 1e-9);
     const double eta = elapsed / double(s.step + 1 - first) * double(o.steps - s.step - 1);
-    log << nlohmann::json{{"step", s.step + 1}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm},
-                          {"tokens_per_s", rate}, {"seconds", elapsed}}.dump()
-        << '\n';
+    log.append({{"step", s.step + 1}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm},
+                {"tokens_per_s", rate}, {"seconds", elapsed}});
     train_curve.emplace_back(double(s.step + 1), s.loss);
     const int width = 24, filled = int(width * double(s.step + 1) / double(o.steps));
     const std::string bar = std::string(std::size_t(filled), '=') + std::string(std::size_t(width - filled), ' ');
@@ -262,7 +261,7 @@ int run_train(const Preset& preset, TrainArgs a, const Common& common) {
   };
   trainer.on_eval = [&](const hattn::EvalInfo& e) {
     const double bpb = e.loss / std::log(2.0) / bytes_per_token;
-    log << nlohmann::json{{"step", e.step}, {"val_loss", e.loss}, {"val_bits_per_byte", bpb}}.dump() << '\n';
+    log.append({{"step", e.step}, {"val_loss", e.loss}, {"val_bits_per_byte", bpb}});
     val_curve.emplace_back(double(e.step), e.loss);
     fmt::print("{}step {}: validation loss {:.4f}, {:.3f} bits per byte\n", tty ? "\n" : "", e.step, e.loss, bpb);
     fmt::print("  sample: {:?}\n", sample(80));
@@ -276,7 +275,6 @@ int run_train(const Preset& preset, TrainArgs a, const Common& common) {
   } catch (const Diverged& e) {
     diverged = e.what();
   }
-  log.flush();
   if (tty) fmt::print("\n");
   if (!diverged.empty() || result.status != hattn::TrainStatus::completed) {
     fmt::print(stderr, "hattn: error: {}\n", diverged.empty() ? result.message : diverged);
@@ -292,9 +290,8 @@ int run_train(const Preset& preset, TrainArgs a, const Common& common) {
   // The final validation, unless the last step just ran one.
   if (validating && (val_curve.empty() || val_curve.back().first != double(trainer.step()))) {
     const auto e = trainer.evaluate();
-    log << nlohmann::json{{"step", trainer.step()}, {"val_loss", e.loss},
-                          {"val_bits_per_byte", e.loss / std::log(2.0) / bytes_per_token}}.dump()
-        << '\n';
+    log.append({{"step", trainer.step()}, {"val_loss", e.loss},
+                {"val_bits_per_byte", e.loss / std::log(2.0) / bytes_per_token}});
     val_curve.emplace_back(double(trainer.step()), e.loss);
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -449,6 +446,7 @@ int run_tokenize(const Common& common) {
 
 int main(int argc, char** argv) {
   std::signal(SIGXFSZ, SIG_IGN);  // a file-size limit makes writes fail (and get reported) instead of killing us
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // line by line into a file or pipe too: a killed run's log is whole
   CLI::App app{"hattn: hierarchical attention decoders on the CPU"};
   app.require_subcommand(1);
   app.fallthrough();  // --bpe and --threads may follow the subcommand too
