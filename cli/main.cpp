@@ -111,6 +111,9 @@ void load_weights(const fs::path& path, hattn::Decoder<C>& model) {
   }
 }
 
+/// "1 line", "<n> lines".
+std::string lines(std::size_t n) { return fmt::format("{} line{}", n, n == 1 ? "" : "s"); }
+
 std::string format_duration(double seconds) {
   const long s = std::lround(std::max(0.0, seconds));
   return s >= 3600 ? fmt::format("{}h{:02}m", s / 3600, s / 60 % 60) : fmt::format("{}m{:02}s", s / 60, s % 60);
@@ -210,6 +213,10 @@ int run_train(const Preset& preset, TrainArgs a, const Common& common) {
     const auto c = hattn::load_training_checkpoint(a.resume, model);
     trainer.restore(c.state);
     fmt::print("resumed from {} at step {}\n", a.resume, c.state.step);
+    // The log continues from the checkpoint: lines of steps it has not seen go (a killed run's).
+    if (const auto trim = hattn::cli::trim_metrics(log_path, c.state.step); trim.dropped > 0)
+      fmt::print("'{}': kept {} up to the checkpoint's step {}, dropped {} (later or repeated steps, torn or invalid "
+                 "lines)\n", log_path.string(), lines(trim.kept), c.state.step, lines(trim.dropped));
   }
   fmt::print("model: {} parameters, levels {}, heads {}, d_model {}, sequence {}, batch {}; {} steps, lr {:g}{}\n",
              model.parameter_count(), C.levels, C.heads, C.d_model, preset.sequence_length, o.batch, o.steps, o.lr,

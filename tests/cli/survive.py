@@ -46,6 +46,7 @@ class Run:
             self.proc = subprocess.Popen([hattn, "train", *args], stdout=out, stderr=subprocess.STDOUT, env=env)
         self.pid = self.proc.pid
         self.status = None  # exit status once it ended: negative for a signal
+        self.stopped = False  # stopped in a save, as wait() last reported
 
     def wait(self, timeout=60.0):
         """Waits until the process stops in a save ("stopped") or ends ("ended", status set)."""
@@ -54,6 +55,7 @@ class Run:
             pid, st = os.waitpid(self.pid, os.WNOHANG | os.WUNTRACED)
             if pid:
                 if os.WIFSTOPPED(st):
+                    self.stopped = True
                     return "stopped"
                 self.status = os.waitstatus_to_exitcode(st)
                 self.proc.returncode = self.status
@@ -64,6 +66,8 @@ class Run:
             time.sleep(0.002)
 
     def resume(self):
+        """Lets a process stopped in a save go on."""
+        self.stopped = False
         os.kill(self.pid, signal.SIGCONT)
 
     def kill(self):
@@ -74,6 +78,8 @@ class Run:
 
     def finish(self):
         """Lets every save go on until the process ends; returns its exit status."""
+        if self.stopped:
+            self.resume()
         while self.wait() == "stopped":
             self.resume()
         return self.status
@@ -129,7 +135,36 @@ def test_metrics_flushed(a):
     print("metrics.jsonl held the whole lines of steps 1, 2, 3 when the run was killed in its save after step 3")
 
 
-TESTS = {"metrics-flushed": test_metrics_flushed}
+def test_metrics_trimmed(a):
+    """--resume drops the lines a killed run wrote after its last checkpoint."""
+    out = fresh_dir(os.path.join(a.work, "trimmed"))
+    log = os.path.join(out, "metrics.jsonl")
+    run = Run(a.hattn, train_args(a.corpus, out, 9, 3), os.path.join(a.work, "trimmed.log"))
+    check(run.wait() == "stopped", "no first save")
+    run.resume()  # the save after step 3 completes
+    check(run.wait() == "stopped", "no second save")
+    run.kill()  # in the save after step 6: the checkpoint stays at step 3
+    with open(log, "rb") as f:
+        before = f.read().splitlines(keepends=True)
+    check(training_steps(metrics(log)) == [1, 2, 3, 4, 5, 6], "the killed run's log is not steps 1-6")
+
+    run = Run(a.hattn, train_args(a.corpus, out, 9, 3, resume=True), os.path.join(a.work, "trimmed2.log"))
+    check(run.wait() == "stopped", f"the resumed run did not reach its first save:\n{run.output()}")
+    expected = (f"'{log}': kept 3 lines up to the checkpoint's step 3, dropped 3 lines "
+                "(later or repeated steps, torn or invalid lines)")
+    check(expected in run.output().splitlines(), f"no line {expected!r} in:\n{run.output()}")
+    with open(log, "rb") as f:
+        now = f.read().splitlines(keepends=True)
+    check(now[:3] == before[:3], "the kept lines changed")
+    check(training_steps(metrics(log)) == [1, 2, 3, 4, 5, 6], "in the resumed run's save after step 6, the log "
+          f"holds steps {training_steps(metrics(log))}")
+    check(run.finish() == 0, f"the resumed run failed:\n{run.output()}")
+    check(training_steps(metrics(log)) == list(range(1, 10)), f"the final log holds steps {training_steps(metrics(log))}")
+    print(expected)
+    print("the killed run's lines of steps 4-6 were dropped on --resume; the final log holds steps 1-9 once each")
+
+
+TESTS = {"metrics-flushed": test_metrics_flushed, "metrics-trimmed": test_metrics_trimmed}
 
 
 def main():
