@@ -31,6 +31,7 @@
 #include "hattn/train/checkpoint.hpp"
 #include "plots.hpp"
 #include "presets.hpp"
+#include "run_dir.hpp"
 
 namespace fs = std::filesystem;
 using hattn::Index;
@@ -168,12 +169,23 @@ int run_train(const Preset& preset, TrainArgs a, const Common& common) {
   using Model = hattn::Decoder<C>;
   const auto tok = tokenizer_for(preset, common);
   if (a.out.empty()) a.out = "runs/" + std::string(preset.name);
-  fs::create_directories(a.out);
-  const fs::path ckpt = fs::path(a.out) / "checkpoint.safetensors", weights = fs::path(a.out) / "model.safetensors";
-  const fs::path log_path = fs::path(a.out) / "metrics.jsonl", chart = fs::path(a.out) / "loss.svg";
+  const std::string_view saved[] = {"checkpoint.safetensors", "model.safetensors", "metrics.jsonl"};  // replaced via temporaries
+  const fs::path ckpt = fs::path(a.out) / saved[0], weights = fs::path(a.out) / saved[1];
+  const fs::path log_path = fs::path(a.out) / saved[2], chart = fs::path(a.out) / "loss.svg";
 
   std::size_t corpus_bytes = 0;
   fmt::print("hattn train: preset {} ({}), data {}\n", preset.name, preset.about, a.data);
+  // One run per directory: a second one fails here, before it writes anything.
+  fs::create_directories(a.out);
+  const hattn::cli::RunLock lock(a.out);
+  for (const auto& t : hattn::cli::remove_stale_temporaries(lock, saved)) {
+    if (t.removed)
+      fmt::print("removed '{}' ({} bytes), left by a save of process {}, which has ended\n", t.path.string(), t.bytes,
+                 t.pid);
+    else
+      fmt::print(stderr, "hattn: warning: kept '{}' ({} bytes): process {} is running and may be writing it; "
+                 "remove the file if it is not\n", t.path.string(), t.bytes, t.pid);
+  }
   const hattn::GemmInfo gemm = hattn::gemm_info();
   fmt::print("{}\n", gemm.summary());
   if (!gemm.warning.empty()) fmt::print(stderr, "{}\n", gemm.warning);

@@ -164,7 +164,71 @@ def test_metrics_trimmed(a):
     print("the killed run's lines of steps 4-6 were dropped on --resume; the final log holds steps 1-9 once each")
 
 
-TESTS = {"metrics-flushed": test_metrics_flushed, "metrics-trimmed": test_metrics_trimmed}
+def test_second_writer(a):
+    """A second hattn train into a directory in use fails at once, naming the first; the lock goes with
+    the first process, however it ends."""
+    out = fresh_dir(os.path.join(a.work, "shared"))
+    first = Run(a.hattn, train_args(a.corpus, out, 6, 3), os.path.join(a.work, "shared1.log"))
+    check(first.wait() == "stopped", f"the first run did not reach its first save:\n{first.output()}")
+    log = os.path.join(out, "metrics.jsonl")
+    with open(log, "rb") as f:
+        before = f.read()
+    second = subprocess.run([a.hattn, "train", *train_args(a.corpus, out, 6, 3)], capture_output=True, text=True,
+                            timeout=60)
+    expected = f"hattn: error: '{out}' is in use by another hattn train (pid {first.pid}): wait for it to end, or pass another --out"
+    print(second.stdout + second.stderr, end="")
+    check(second.returncode == 1, f"the second run exited with {second.returncode}, not 1")
+    check(second.stderr.splitlines() == [expected], f"the second run's error is not {expected!r}")
+    with open(log, "rb") as f:
+        check(f.read() == before, "the second run changed the first run's metrics.jsonl")
+    check(sorted(os.listdir(out)) == [".hattn.lock", f"checkpoint.safetensors.tmp-{first.pid}", "metrics.jsonl"],
+          f"the second run changed the directory: {sorted(os.listdir(out))}")
+    check(first.finish() == 0, f"the first run failed after the second was refused:\n{first.output()}")
+    print(f"refused while pid {first.pid} held {out}")
+
+    # Killed, the holder loses the lock: the next run starts.
+    first = Run(a.hattn, train_args(a.corpus, out, 6, 3), os.path.join(a.work, "shared2.log"))
+    check(first.wait() == "stopped", "no first save")
+    first.kill()
+    third = Run(a.hattn, train_args(a.corpus, out, 6, 3, resume=True), os.path.join(a.work, "shared3.log"))
+    check(third.finish() == 0, f"the run after the kill did not get the directory:\n{third.output()}")
+    print(f"after kill -9 of the holder, pid {first.pid}, the next run trained there")
+
+
+def test_stale_temporary(a):
+    """The next start in a directory removes a killed save's temporary file, and only that."""
+    out = fresh_dir(os.path.join(a.work, "stale"))
+    run = Run(a.hattn, train_args(a.corpus, out, 6, 3), os.path.join(a.work, "stale1.log"))
+    check(run.wait() == "stopped", "no first save")
+    run.kill()
+    killed = run.pid
+    tmp = os.path.join(out, f"checkpoint.safetensors.tmp-{killed}")
+    check(os.path.isfile(tmp), f"the kill in a save left no {tmp}")
+    size = os.path.getsize(tmp)
+    # Files that look alike but are not a save's temporary of a process that is gone stay.
+    live = f"model.safetensors.tmp-{os.getpid()}"  # this test's pid, a running process: kept, with a warning
+    others = ["model.safetensors.tmp-", "model.safetensors.tmp-0123", "metrics.jsonl.tmp-12x", "notes.txt.tmp-1",
+              "checkpoint.safetensors.tmp"]
+    for name in [live] + others:
+        open(os.path.join(out, name), "w").close()
+
+    run = Run(a.hattn, train_args(a.corpus, out, 6, 3), os.path.join(a.work, "stale2.log"))
+    check(run.finish() == 0, f"the next run failed:\n{run.output()}")
+    removed = f"removed '{tmp}' ({size} bytes), left by a save of process {killed}, which has ended"
+    kept = (f"hattn: warning: kept '{os.path.join(out, live)}' (0 bytes): process {os.getpid()} is running and may be writing it; "
+            "remove the file if it is not")
+    print(run.output(), end="")
+    lines = run.output().splitlines()
+    check(removed in lines, f"no line {removed!r}")
+    check(kept in lines, f"no line {kept!r}")
+    check(not os.path.exists(tmp), f"{tmp} survived the next start")
+    left = sorted(n for n in os.listdir(out) if ".tmp" in n)
+    check(left == sorted([live] + others), f"temporary-looking files left: {left}")
+    print(f"the next start removed {os.path.basename(tmp)} and kept {left}")
+
+
+TESTS = {"metrics-flushed": test_metrics_flushed, "metrics-trimmed": test_metrics_trimmed,
+         "second-writer": test_second_writer, "stale-temporary": test_stale_temporary}
 
 
 def main():
