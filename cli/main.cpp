@@ -21,6 +21,7 @@
 #include <iostream>
 #include <iterator>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -101,6 +102,16 @@ const Preset& preset_of_checkpoint(const fs::path& path) {
   return p;
 }
 
+/// The step a training checkpoint is at (its hattn.train_state), or nothing when it has none.
+std::optional<std::int64_t> checkpoint_step(const fs::path& path) {
+  const auto meta = hattn::read_checkpoint_metadata(path);
+  const auto it = meta.find(hattn::train_state_key);
+  if (it == meta.end()) return std::nullopt;
+  const auto j = nlohmann::json::parse(it->second, nullptr, false);
+  if (!j.is_object() || !j.contains("step") || !j["step"].is_number_integer()) return std::nullopt;
+  return j["step"].get<std::int64_t>();
+}
+
 /// Loads weights from a training checkpoint or a model checkpoint, whichever `path` is.
 template <hattn::Config C>
 void load_weights(const fs::path& path, hattn::Decoder<C>& model) {
@@ -173,6 +184,16 @@ int run_train(const Preset& preset, TrainArgs a, const Common& common) {
   const fs::path ckpt = fs::path(a.out) / saved[0], weights = fs::path(a.out) / saved[1];
   const fs::path log_path = fs::path(a.out) / saved[2], chart = fs::path(a.out) / "loss.svg";
 
+  // --steps is the total, counted from step 0: a checkpoint beyond it has nothing left to train.
+  const std::int64_t steps = a.steps > 0 ? a.steps : default_steps(preset);
+  auto check_resume_step = [&](std::int64_t at) {
+    check(at <= steps, "'", a.resume, "' is already at step ", at, ", beyond ",
+          a.steps > 0 ? fmt::format("--steps {}", steps) : fmt::format("the preset's {} steps", steps),
+          ": --steps is the total, counted from step 0; pass one above ", at, " to train on");
+  };
+  if (!a.resume.empty())
+    if (const auto at = checkpoint_step(a.resume)) check_resume_step(*at);
+
   std::size_t corpus_bytes = 0;
   fmt::print("hattn train: preset {} ({}), data {}\n", preset.name, preset.about, a.data);
   // One run per directory: a second one fails here, before it writes anything.
@@ -204,7 +225,7 @@ int run_train(const Preset& preset, TrainArgs a, const Common& common) {
              data.tokens().size(), data.train_tokens().size(), val.size());
 
   hattn::TrainOptions o;
-  o.steps = a.steps > 0 ? a.steps : default_steps(preset);
+  o.steps = steps;
   o.batch = a.batch > 0 ? a.batch : preset.batch;
   o.micro_batches = a.micro_batches;
   o.lr = a.lr > 0 ? a.lr : preset.lr;
@@ -223,8 +244,11 @@ int run_train(const Preset& preset, TrainArgs a, const Common& common) {
   std::vector<std::pair<double, double>> train_curve, val_curve;
   if (!a.resume.empty()) {
     const auto c = hattn::load_training_checkpoint(a.resume, model);
+    check_resume_step(c.state.step);
     trainer.restore(c.state);
     fmt::print("resumed from {} at step {}\n", a.resume, c.state.step);
+    if (c.state.step == steps)
+      fmt::print("nothing to train: the checkpoint is at step {} of {}; writing the final files\n", steps, steps);
     // The log continues from the checkpoint: lines of steps it has not seen go (a killed run's).
     if (const auto trim = hattn::cli::trim_metrics(log_path, c.state.step); trim.dropped > 0)
       fmt::print("'{}': kept {} up to the checkpoint's step {}, dropped {} (later or repeated steps, torn or invalid "
@@ -237,7 +261,11 @@ int run_train(const Preset& preset, TrainArgs a, const Common& common) {
   hattn::cli::MetricsLog log(log_path, !a.resume.empty());
   const std::map<std::string, std::string> meta{{preset_key, std::string(preset.name)},
                                                 {tokenizer_key, std::string(preset.tokenizer)}};
-  std::int64_t last_saved = a.resume.empty() ? 0 : trainer.step();
+  // The step of the checkpoint in --out this run can fall back on: the one it resumed from if that
+  // is the same file, else none until it saves.
+  std::error_code same_ec;
+  const bool resumed_here = !a.resume.empty() && fs::equivalent(a.resume, ckpt, same_ec);
+  std::int64_t last_saved = resumed_here ? trainer.step() : 0;
   auto save = [&] {
     // Never replace a checkpoint with weights that overflowed: stop instead.
     if (!finite_weights(model))
@@ -300,6 +328,9 @@ int run_train(const Preset& preset, TrainArgs a, const Common& common) {
     if (last_saved > 0)
       fmt::print(stderr, "hattn: kept the last checkpoint, {} (step {}, finite weights); nothing later was saved\n",
                  ckpt.string(), last_saved);
+    else if (!a.resume.empty())
+      fmt::print(stderr, "hattn: no checkpoint was saved in '{}'; '{}', which the run resumed from (step {}), is "
+                 "unchanged\n", a.out, a.resume, first);
     else
       fmt::print(stderr, "hattn: no checkpoint was saved\n");
     return exit_diverged;
