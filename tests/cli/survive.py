@@ -13,7 +13,9 @@ check. Python standard library only.
 import argparse
 import json
 import os
+import random
 import shutil
+import struct
 import signal
 import subprocess
 import sys
@@ -48,8 +50,9 @@ class Run:
         self.status = None  # exit status once it ended: negative for a signal
         self.stopped = False  # stopped in a save, as wait() last reported
 
-    def wait(self, timeout=60.0):
-        """Waits until the process stops in a save ("stopped") or ends ("ended", status set)."""
+    def wait(self, timeout=60.0, running_ok=False):
+        """Waits until the process stops in a save ("stopped") or ends ("ended", status set); after
+        `timeout` seconds returns "running" if `running_ok`, else kills it and fails."""
         deadline = time.monotonic() + timeout
         while True:
             pid, st = os.waitpid(self.pid, os.WNOHANG | os.WUNTRACED)
@@ -61,6 +64,8 @@ class Run:
                 self.proc.returncode = self.status
                 return "ended"
             if time.monotonic() > deadline:
+                if running_ok:
+                    return "running"
                 self.kill()
                 fail(f"hattn (pid {self.pid}) neither stopped nor ended within {timeout} s:\n{self.output()}")
             time.sleep(0.002)
@@ -227,8 +232,136 @@ def test_stale_temporary(a):
     print(f"the next start removed {os.path.basename(tmp)} and kept {left}")
 
 
+def checkpoint_step(path):
+    """The step of a training checkpoint, read from its safetensors header (checked to describe the
+    whole file); None when there is no file."""
+    if not os.path.exists(path):
+        return None
+    with open(path, "rb") as f:
+        data = f.read()
+    check(len(data) >= 8, f"{path}: {len(data)} bytes")
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    end = max(t["data_offsets"][1] for k, t in header.items() if k != "__metadata__")
+    check(8 + n + end == len(data), f"{path}: tensors end at byte {8 + n + end} of {len(data)}")
+    return json.loads(header["__metadata__"]["hattn.train_state"])["step"]
+
+
+def check_log(path, last=None, final=None):
+    """metrics.jsonl is whole JSON lines; training steps run 1, 2, ... without gaps or repeats (up to
+    `last` when given); each validation line follows the training line of its step, once (the final
+    step `final` may repeat it). Returns the records."""
+    records = metrics(path) if os.path.exists(path) else []
+    steps = training_steps(records)
+    check(steps == list(range(1, len(steps) + 1)), f"training steps are not 1, 2, ...: {steps}")
+    check(last is None or not steps or steps[-1] <= last, f"steps up to {steps[-1] if steps else 0} beyond {last}")
+    seen, current = set(), 0
+    for r in records:
+        if "loss" in r:
+            current = r["step"]
+            continue
+        check(r["step"] == current, f"validation line of step {r['step']} after training step {current}")
+        check(r["step"] not in seen or r["step"] == final, f"validation of step {r['step']} repeated")
+        seen.add(r["step"])
+    return records
+
+
+def temporaries(out):
+    return sorted(n for n in os.listdir(out) if ".tmp-" in n)
+
+
+def test_kill_resume(a):
+    """Kills a training run with SIGKILL again and again, inside saves, just after them and at random
+    moments, resuming each time; then lets it finish and compares it with an uninterrupted run."""
+    steps, save_every, eval_every, trials = 60, 3, 7, 24
+    seed = int(os.environ.get("HATTN_SURVIVE_SEED", "20240"))
+    rng = random.Random(seed)
+    t0 = time.monotonic()
+    out = fresh_dir(os.path.join(a.work, "killed"))
+    ckpt, log = os.path.join(out, "checkpoint.safetensors"), os.path.join(out, "metrics.jsonl")
+    stale = []  # temporaries a kill left, which the next start must remove
+    kinds = ["in-save", "after-save", "at-random", "in-save"]
+    print(f"kill test: {steps} steps, a checkpoint every {save_every}, {trials} kills (seed {seed})")
+    done = False
+    for trial in range(trials):
+        at = checkpoint_step(ckpt)
+        kept = [r for r in (metrics(log) if at is not None and os.path.exists(log) else []) if r["step"] <= at]
+        run = Run(a.hattn, train_args(a.corpus, out, steps, save_every, eval_every, resume=at is not None),
+                  os.path.join(a.work, f"killed{trial}.log"))
+        kind = kinds[trial % len(kinds)]
+        stop_at = rng.randint(1, 3)
+        deadline = time.monotonic() + rng.uniform(0.02, 0.8)
+        stops, where, first = 0, "", True
+        while True:
+            ev = run.wait(deadline - time.monotonic(), running_ok=True) if kind == "at-random" else run.wait()
+            if first and ev != "running" and not (ev == "ended" and run.status < 0):
+                # The first stop (or a normal end): the start is over, so the checks hold.
+                first = False
+                left = [n for n in stale if os.path.exists(os.path.join(out, n))]
+                check(not left, f"trial {trial}: {left} survived the start of pid {run.pid}")
+                stale = []
+                if at is not None:
+                    check(f"resumed from {ckpt} at step {at}" in run.output(), f"trial {trial}: no resume at step {at}")
+                    recs = check_log(log)
+                    check(recs[:len(kept)] == kept, f"trial {trial}: the resumed log does not begin with the "
+                          f"{len(kept)} lines up to step {at}")
+                    check(all(r["step"] > at for r in recs[len(kept):]), f"trial {trial}: lines up to step {at} "
+                          "after the kept ones")
+            if ev == "ended":
+                check(run.status == 0, f"trial {trial}: hattn exited with {run.status}:\n{run.output()}")
+                where, done = "after the run had finished", True
+                break
+            if ev == "running":  # at-random: the moment came
+                run.kill()
+                where = "at a random moment"
+                break
+            stops += 1
+            if kind == "in-save" and stops == stop_at:
+                tmp = f"checkpoint.safetensors.tmp-{run.pid}"
+                name = tmp if os.path.exists(os.path.join(out, tmp)) else f"model.safetensors.tmp-{run.pid}"
+                check(os.path.exists(os.path.join(out, name)), f"trial {trial}: stopped in a save without a temporary file")
+                run.kill()
+                where = f"in a save ({name} half written)"
+                break
+            run.resume()
+            if kind == "after-save" and stops == stop_at:
+                time.sleep(rng.uniform(0, 0.02))
+                run.kill()
+                where = "just after a save went on"
+                break
+        if done:
+            print(f"  kill {trial + 1}: none, the run finished")
+            break
+        after = checkpoint_step(ckpt)  # its header describes the whole file; the next run loads it
+        records = check_log(log)
+        stale = temporaries(out)
+        print(f"  kill {trial + 1}: {where}, at training step {len(training_steps(records))}; checkpoint at step "
+              f"{after}; {len(records)} log lines; left {stale or 'no temporary'}")
+
+    if not done:
+        run = Run(a.hattn, train_args(a.corpus, out, steps, save_every, eval_every, resume=os.path.exists(ckpt)),
+                  os.path.join(a.work, "killed_last.log"))
+        check(run.finish() == 0, f"the last run failed:\n{run.output()}")
+    check(not [n for n in stale if os.path.exists(os.path.join(out, n))], f"{stale} survived")
+    check(temporaries(out) == [], f"temporaries left at the end: {temporaries(out)}")
+    check(checkpoint_step(ckpt) == steps, f"the final checkpoint is at step {checkpoint_step(ckpt)}")
+    records = check_log(log, last=steps, final=steps)
+    check(training_steps(records) == list(range(1, steps + 1)), "the final log lacks steps")
+
+    # The same run without kills: bitwise the same weights.
+    straight = fresh_dir(os.path.join(a.work, "straight"))
+    run = Run(a.hattn, train_args(a.corpus, straight, steps, save_every, eval_every), os.path.join(a.work, "straight.log"),
+              pause=False)
+    check(run.finish() == 0, f"the uninterrupted run failed:\n{run.output()}")
+    with open(os.path.join(out, "model.safetensors"), "rb") as x, open(os.path.join(straight, "model.safetensors"), "rb") as y:
+        check(x.read() == y.read(), "the killed and resumed run's weights differ from the uninterrupted run's")
+    print(f"every checkpoint loaded, no temporary file outlived the next start, the log stayed whole and in step; "
+          f"the final weights equal an uninterrupted run's ({time.monotonic() - t0:.1f} s)")
+
+
 TESTS = {"metrics-flushed": test_metrics_flushed, "metrics-trimmed": test_metrics_trimmed,
-         "second-writer": test_second_writer, "stale-temporary": test_stale_temporary}
+         "second-writer": test_second_writer, "stale-temporary": test_stale_temporary,
+         "kill-resume": test_kill_resume}
 
 
 def main():
