@@ -8,7 +8,10 @@
 //   hattn tokenize [--bpe DIR] < text
 //
 // Errors print "hattn: error: <message>" and exit 1; a training run stopped by a NaN or infinite
-// loss exits 3 and keeps the last good checkpoint.
+// loss exits 3 and keeps the last good checkpoint. A training run locks its output directory, so a
+// second one there fails at once, and it survives kill -9: the checkpoint is replaced atomically,
+// metrics.jsonl is written line by line and cut back to the checkpoint on --resume, and the next
+// start removes the temporary file of a save that was killed.
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -26,10 +29,10 @@
 #include <vector>
 
 #include "corpus.hpp"
-#include "metrics_log.hpp"
 #include "hattn/hattn.hpp"
 #include "hattn/io/gpt2_bpe.hpp"
 #include "hattn/train/checkpoint.hpp"
+#include "metrics_log.hpp"
 #include "plots.hpp"
 #include "presets.hpp"
 #include "run_dir.hpp"
