@@ -33,16 +33,18 @@ inline std::vector<std::filesystem::path> corpus_files(const std::filesystem::pa
   return files;
 }
 
-/// Tokens of every file of the corpus, in order. Throws hattn::Error for a missing, unreadable or
-/// empty file (read_tokens' messages).
+/// Tokens of every file of the corpus, in order, and in `*bytes` (when not null) the bytes read.
+/// Throws hattn::Error for a missing, unreadable, empty or non-regular file, or one that changed
+/// while it was read (read_tokens' messages).
 inline std::vector<std::int32_t> read_corpus(const std::filesystem::path& path, const io::Tokenizer& tok,
                                              std::size_t* bytes = nullptr) {
   std::vector<std::int32_t> tokens;
   std::size_t total = 0;
   for (const auto& file : corpus_files(path)) {
-    const auto t = data::read_tokens(file, tok);
+    std::uint64_t file_bytes = 0;
+    const auto t = data::read_tokens(file, tok, data::default_chunk_bytes, &file_bytes);
     tokens.insert(tokens.end(), t.begin(), t.end());
-    total += std::filesystem::file_size(file);
+    total += std::size_t(file_bytes);
   }
   if (bytes) *bytes = total;
   return tokens;

@@ -8,7 +8,10 @@
 //   hattn tokenize [--bpe DIR] < text
 //
 // Errors print "hattn: error: <message>" and exit 1; a training run stopped by a NaN or infinite
-// loss exits 3 and keeps the last good checkpoint.
+// loss exits 3 and keeps the last good checkpoint. A training run locks its output directory, so a
+// second one there fails at once, and it survives kill -9: the checkpoint is replaced atomically,
+// metrics.jsonl is written line by line and cut back to the checkpoint on --resume, and the next
+// start removes the temporary file of a save that was killed.
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -18,10 +21,10 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <iterator>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,8 +32,10 @@
 #include "hattn/hattn.hpp"
 #include "hattn/io/gpt2_bpe.hpp"
 #include "hattn/train/checkpoint.hpp"
+#include "metrics_log.hpp"
 #include "plots.hpp"
 #include "presets.hpp"
+#include "run_dir.hpp"
 
 namespace fs = std::filesystem;
 using hattn::Index;
@@ -100,6 +105,16 @@ const Preset& preset_of_checkpoint(const fs::path& path) {
   return p;
 }
 
+/// The step a training checkpoint is at (its hattn.train_state), or nothing when it has none.
+std::optional<std::int64_t> checkpoint_step(const fs::path& path) {
+  const auto meta = hattn::read_checkpoint_metadata(path);
+  const auto it = meta.find(hattn::train_state_key);
+  if (it == meta.end()) return std::nullopt;
+  const auto j = nlohmann::json::parse(it->second, nullptr, false);
+  if (!j.is_object() || !j.contains("step") || !j["step"].is_number_integer()) return std::nullopt;
+  return j["step"].get<std::int64_t>();
+}
+
 /// Loads weights from a training checkpoint or a model checkpoint, whichever `path` is.
 template <hattn::Config C>
 void load_weights(const fs::path& path, hattn::Decoder<C>& model) {
@@ -110,6 +125,9 @@ void load_weights(const fs::path& path, hattn::Decoder<C>& model) {
     for (const auto& note : hattn::load_safetensors(model, path).notes) fmt::print(stderr, "note: {}\n", note);
   }
 }
+
+/// "1 line", "<n> lines".
+std::string lines(std::size_t n) { return fmt::format("{} line{}", n, n == 1 ? "" : "s"); }
 
 std::string format_duration(double seconds) {
   const long s = std::lround(std::max(0.0, seconds));
@@ -165,17 +183,44 @@ int run_train(const Preset& preset, TrainArgs a, const Common& common) {
   using Model = hattn::Decoder<C>;
   const auto tok = tokenizer_for(preset, common);
   if (a.out.empty()) a.out = "runs/" + std::string(preset.name);
-  fs::create_directories(a.out);
-  const fs::path ckpt = fs::path(a.out) / "checkpoint.safetensors", weights = fs::path(a.out) / "model.safetensors";
-  const fs::path log_path = fs::path(a.out) / "metrics.jsonl", chart = fs::path(a.out) / "loss.svg";
+  const std::string_view saved[] = {"checkpoint.safetensors", "model.safetensors", "metrics.jsonl"};  // replaced via temporaries
+  const fs::path ckpt = fs::path(a.out) / saved[0], weights = fs::path(a.out) / saved[1];
+  const fs::path log_path = fs::path(a.out) / saved[2], chart = fs::path(a.out) / "loss.svg";
+
+  // --steps is the total, counted from step 0: a checkpoint beyond it has nothing left to train.
+  const std::int64_t steps = a.steps > 0 ? a.steps : default_steps(preset);
+  auto check_resume_step = [&](std::int64_t at) {
+    check(at <= steps, "'", a.resume, "' is already at step ", at, ", beyond ",
+          a.steps > 0 ? fmt::format("--steps {}", steps) : fmt::format("the preset's {} steps", steps),
+          ": --steps is the total, counted from step 0; pass one above ", at, " to train on");
+  };
+  if (!a.resume.empty())
+    if (const auto at = checkpoint_step(a.resume)) check_resume_step(*at);
 
   std::size_t corpus_bytes = 0;
   fmt::print("hattn train: preset {} ({}), data {}\n", preset.name, preset.about, a.data);
+  // One run per directory: a second one fails here, before it writes anything.
+  fs::create_directories(a.out);
+  const hattn::cli::RunLock lock(a.out);
+  for (const auto& t : hattn::cli::remove_stale_temporaries(lock, saved)) {
+    if (t.removed)
+      fmt::print("removed '{}' ({} bytes), left by a save of process {}, which has ended\n", t.path.string(), t.bytes,
+                 t.pid);
+    else
+      fmt::print(stderr, "hattn: warning: kept '{}' ({} bytes): process {} is running and may be writing it; "
+                 "remove the file if it is not\n", t.path.string(), t.bytes, t.pid);
+  }
   const hattn::GemmInfo gemm = hattn::gemm_info();
   fmt::print("{}\n", gemm.summary());
   if (!gemm.warning.empty()) fmt::print(stderr, "{}\n", gemm.warning);
-  hattn::data::Dataset data(hattn::cli::read_corpus(a.data, *tok, &corpus_bytes), preset.sequence_length,
-                            a.validation);
+  std::vector<std::int32_t> tokens = hattn::cli::read_corpus(a.data, *tok, &corpus_bytes);
+  const Index needed = hattn::data::Dataset::minimum_tokens(preset.sequence_length, a.validation);
+  check(Index(tokens.size()) >= needed, "the corpus has ", tokens.size(), " tokens, too few for preset ",
+        preset.name, ": sequences of ", preset.sequence_length, " tokens with --validation ", a.validation,
+        " need at least ", needed,
+        a.validation > 0 ? " (a whole sequence in the held-out part, one sequence + 1 in the rest)"
+                         : " (one sequence + 1)");
+  hattn::data::Dataset data(std::move(tokens), preset.sequence_length, a.validation);
   const auto val = data.validation_tokens();
   const double val_bytes = double(tok->decode(std::vector<std::int32_t>(val.begin(), val.end())).size());
   const double bytes_per_token = val.empty() ? 1.0 : val_bytes / double(val.size());
@@ -183,7 +228,7 @@ int run_train(const Preset& preset, TrainArgs a, const Common& common) {
              data.tokens().size(), data.train_tokens().size(), val.size());
 
   hattn::TrainOptions o;
-  o.steps = a.steps > 0 ? a.steps : default_steps(preset);
+  o.steps = steps;
   o.batch = a.batch > 0 ? a.batch : preset.batch;
   o.micro_batches = a.micro_batches;
   o.lr = a.lr > 0 ? a.lr : preset.lr;
@@ -191,7 +236,8 @@ int run_train(const Preset& preset, TrainArgs a, const Common& common) {
   o.warmup_steps = a.warmup >= 0 ? a.warmup : o.steps / 20;
   o.weight_decay = a.weight_decay;
   o.clip = a.clip;
-  o.eval_every = a.eval_every;
+  const bool validating = data.validation_windows() > 0;  // false with --validation 0
+  o.eval_every = validating ? a.eval_every : 0;
   o.eval_batches = 8;
   o.seed = a.seed;
 
@@ -201,17 +247,28 @@ int run_train(const Preset& preset, TrainArgs a, const Common& common) {
   std::vector<std::pair<double, double>> train_curve, val_curve;
   if (!a.resume.empty()) {
     const auto c = hattn::load_training_checkpoint(a.resume, model);
+    check_resume_step(c.state.step);
     trainer.restore(c.state);
     fmt::print("resumed from {} at step {}\n", a.resume, c.state.step);
+    if (c.state.step == steps)
+      fmt::print("nothing to train: the checkpoint is at step {} of {}; writing the final files\n", steps, steps);
+    // The log continues from the checkpoint: lines of steps it has not seen go (a killed run's).
+    if (const auto trim = hattn::cli::trim_metrics(log_path, c.state.step); trim.dropped > 0)
+      fmt::print("'{}': kept {} up to the checkpoint's step {}, dropped {} (later or repeated steps, torn or invalid "
+                 "lines)\n", log_path.string(), lines(trim.kept), c.state.step, lines(trim.dropped));
   }
   fmt::print("model: {} parameters, levels {}, heads {}, d_model {}, sequence {}, batch {}; {} steps, lr {:g}{}\n",
              model.parameter_count(), C.levels, C.heads, C.d_model, preset.sequence_length, o.batch, o.steps, o.lr,
              a.checkpointing ? "; gradient checkpointing" : "");
 
-  std::ofstream log(log_path, a.resume.empty() ? std::ios::trunc : std::ios::app);
+  hattn::cli::MetricsLog log(log_path, !a.resume.empty());
   const std::map<std::string, std::string> meta{{preset_key, std::string(preset.name)},
                                                 {tokenizer_key, std::string(preset.tokenizer)}};
-  std::int64_t last_saved = a.resume.empty() ? 0 : trainer.step();
+  // The step of the checkpoint in --out this run can fall back on: the one it resumed from if that
+  // is the same file, else none until it saves.
+  std::error_code same_ec;
+  const bool resumed_here = !a.resume.empty() && fs::equivalent(a.resume, ckpt, same_ec);
+  std::int64_t last_saved = resumed_here ? trainer.step() : 0;
   auto save = [&] {
     // Never replace a checkpoint with weights that overflowed: stop instead.
     if (!finite_weights(model))
@@ -236,9 +293,8 @@ int run_train(const Preset& preset, TrainArgs a, const Common& common) {
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double rate = tokens_done / std::max(elapsed, 1e-9);
     const double eta = elapsed / double(s.step + 1 - first) * double(o.steps - s.step - 1);
-    log << nlohmann::json{{"step", s.step + 1}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm},
-                          {"tokens_per_s", rate}, {"seconds", elapsed}}.dump()
-        << '\n';
+    log.append({{"step", s.step + 1}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm},
+                {"tokens_per_s", rate}, {"seconds", elapsed}});
     train_curve.emplace_back(double(s.step + 1), s.loss);
     const int width = 24, filled = int(width * double(s.step + 1) / double(o.steps));
     const std::string bar = std::string(std::size_t(filled), '=') + std::string(std::size_t(width - filled), ' ');
@@ -255,7 +311,7 @@ int run_train(const Preset& preset, TrainArgs a, const Common& common) {
   };
   trainer.on_eval = [&](const hattn::EvalInfo& e) {
     const double bpb = e.loss / std::log(2.0) / bytes_per_token;
-    log << nlohmann::json{{"step", e.step}, {"val_loss", e.loss}, {"val_bits_per_byte", bpb}}.dump() << '\n';
+    log.append({{"step", e.step}, {"val_loss", e.loss}, {"val_bits_per_byte", bpb}});
     val_curve.emplace_back(double(e.step), e.loss);
     fmt::print("{}step {}: validation loss {:.4f}, {:.3f} bits per byte\n", tty ? "\n" : "", e.step, e.loss, bpb);
     fmt::print("  sample: {:?}\n", sample(80));
@@ -269,13 +325,15 @@ int run_train(const Preset& preset, TrainArgs a, const Common& common) {
   } catch (const Diverged& e) {
     diverged = e.what();
   }
-  log.flush();
   if (tty) fmt::print("\n");
   if (!diverged.empty() || result.status != hattn::TrainStatus::completed) {
     fmt::print(stderr, "hattn: error: {}\n", diverged.empty() ? result.message : diverged);
     if (last_saved > 0)
       fmt::print(stderr, "hattn: kept the last checkpoint, {} (step {}, finite weights); nothing later was saved\n",
                  ckpt.string(), last_saved);
+    else if (!a.resume.empty())
+      fmt::print(stderr, "hattn: no checkpoint was saved in '{}'; '{}', which the run resumed from (step {}), is "
+                 "unchanged\n", a.out, a.resume, first);
     else
       fmt::print(stderr, "hattn: no checkpoint was saved\n");
     return exit_diverged;
@@ -283,20 +341,24 @@ int run_train(const Preset& preset, TrainArgs a, const Common& common) {
   save();
   hattn::save_safetensors(model, weights, meta);
   // The final validation, unless the last step just ran one.
-  if (val_curve.empty() || val_curve.back().first != double(trainer.step())) {
+  if (validating && (val_curve.empty() || val_curve.back().first != double(trainer.step()))) {
     const auto e = trainer.evaluate();
-    log << nlohmann::json{{"step", trainer.step()}, {"val_loss", e.loss},
-                          {"val_bits_per_byte", e.loss / std::log(2.0) / bytes_per_token}}.dump()
-        << '\n';
+    log.append({{"step", trainer.step()}, {"val_loss", e.loss},
+                {"val_bits_per_byte", e.loss / std::log(2.0) / bytes_per_token}});
     val_curve.emplace_back(double(trainer.step()), e.loss);
   }
-  const double final_loss = val_curve.back().second, bpb = final_loss / std::log(2.0) / bytes_per_token;
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   hattn::cli::write_line_chart_svg(chart, fmt::format("hattn {}: loss", preset.name), "step",
                                    "cross-entropy (nats per token)",
                                    {{"training", "#1f77b4", train_curve}, {"validation", "#d62728", val_curve}});
-  fmt::print("done: {} steps in {}, validation loss {:.4f} = {:.3f} bits per byte\n", trainer.step(),
-             format_duration(seconds), final_loss, bpb);
+  if (validating) {
+    const double final_loss = val_curve.back().second, bpb = final_loss / std::log(2.0) / bytes_per_token;
+    fmt::print("done: {} steps in {}, validation loss {:.4f} = {:.3f} bits per byte\n", trainer.step(),
+               format_duration(seconds), final_loss, bpb);
+  } else {
+    fmt::print("done: {} steps in {} (no validation split: --validation 0)\n", trainer.step(),
+               format_duration(seconds));
+  }
   fmt::print("wrote {}, {}, {}, {}\n", ckpt.string(), weights.string(), log_path.string(), chart.string());
   fmt::print("sample:\n{}\n", sample(a.sample_tokens));
   return 0;
@@ -437,6 +499,7 @@ int run_tokenize(const Common& common) {
 
 int main(int argc, char** argv) {
   std::signal(SIGXFSZ, SIG_IGN);  // a file-size limit makes writes fail (and get reported) instead of killing us
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // line by line into a file or pipe too: a killed run's log is whole
   CLI::App app{"hattn: hierarchical attention decoders on the CPU"};
   app.require_subcommand(1);
   app.fallthrough();  // --bpe and --threads may follow the subcommand too

@@ -56,6 +56,31 @@ class Dataset {
                     T, " tokens)");
   }
 
+  /// The fewest tokens a corpus needs to be split with `sequence_length` T and
+  /// `validation_fraction` f: the least n with n - floor(n f) >= T + 1 and, when f > 0,
+  /// floor(n f) >= T. T + 1 when f is 0; for T = 256 and f = 0.1, 2560 (the validation split
+  /// decides: floor(2559 * 0.1) = 255). Throws hattn::Error for a T or f the constructor refuses,
+  /// with its messages.
+  static Index minimum_tokens(Index sequence_length, double validation_fraction) {
+    constexpr const char* op = "Dataset";
+    const Index T = sequence_length;
+    const double f = validation_fraction;
+    hattn::detail::require(T >= 2, op, "sequence_length must be >= 2, got ", T);
+    hattn::detail::require(f >= 0 && f < 1, op, "validation_fraction must be in [0, 1), got ", f);
+    // Both splits grow with n (floor(n f) by at most one per token), so the condition is monotone.
+    auto enough = [&](Index n) {
+      const Index n_val = Index(std::floor(double(n) * f));
+      return n - n_val >= T + 1 && (f == 0 || n_val >= T);
+    };
+    Index lo = T, hi = T + 1;  // enough(lo) is false, enough(hi) is being looked for
+    while (!enough(hi)) lo = hi, hi *= 2;
+    while (hi - lo > 1) {
+      const Index mid = lo + (hi - lo) / 2;
+      (enough(mid) ? hi : lo) = mid;
+    }
+    return hi;
+  }
+
   /// Tokens per sequence T.
   Index sequence_length() const { return seq_; }
   /// All tokens, training part first.

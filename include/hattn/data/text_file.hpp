@@ -1,12 +1,14 @@
 #pragma once
 /// \file
 /// Tokenizing a text file in chunks: only the token array is ever whole in memory, never the text.
-/// POSIX only (open/read/fstat).
+/// POSIX only (open/read/fstat). Only regular files are read (no FIFOs, devices or sockets), and
+/// exactly as many bytes as the file's size.
 
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <concepts>
@@ -74,10 +76,35 @@ struct FileCloser {
   ~FileCloser() { ::close(fd); }
 };
 
+/// What kind of file `mode` (a stat st_mode) is, for messages: "a FIFO", "a character device",
+/// "a block device", "a socket", "a directory", "a regular file" or "a special file".
+inline const char* file_kind(mode_t mode) {
+  if (S_ISREG(mode)) return "a regular file";
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "a special file";
+}
+
+/// Throws hattn::Error unless `st` (the fstat of `path`, opened without blocking) describes a
+/// regular file, before anything is read: a FIFO would block, a device such as /dev/zero never
+/// ends. A directory gives "<op>: cannot read '<path>': Is a directory" (as read(2) would say),
+/// anything else "<op>: '<path>' is not a regular file (<file_kind>)".
+inline void require_regular_file(const struct stat& st, const std::filesystem::path& path, const char* op) {
+  if (S_ISREG(st.st_mode)) return;
+  if (S_ISDIR(st.st_mode))
+    throw Error(hattn::detail::concat(op, ": cannot read ", quoted(path), ": ", std::generic_category().message(EISDIR)));
+  throw Error(hattn::detail::concat(op, ": ", quoted(path), " is not a regular file (", file_kind(st.st_mode), ")"));
+}
+
 }  // namespace detail
 
-/// Tokenizes the file at `path` with `tokenizer` and returns all its ids, reading `chunk_bytes` at
-/// a time so that the text is never held whole in memory (only the current piece of it and the ids).
+/// Tokenizes the regular file at `path` with `tokenizer` and returns all its ids, reading
+/// `chunk_bytes` at a time so that the text is never held whole in memory (only the current piece
+/// of it and the ids). It reads exactly the size fstat reports when the file is opened, and stores
+/// that count in `*bytes_read` when `bytes_read` is not null.
 ///
 /// Chunk boundaries: each piece handed to the tokenizer ends with a visible ASCII character
 /// (0x21-0x7E) and the next begins with the ASCII whitespace byte that followed it
@@ -91,28 +118,62 @@ struct FileCloser {
 /// found or the file ends, so the piece can grow beyond chunk_bytes. After the first piece, the ids
 /// array is reserved for the whole file at the first piece's ids-per-byte rate.
 ///
+/// The file is opened without blocking and checked to be a regular file before any read
+/// (detail::require_regular_file), so a FIFO, a socket or a device such as /dev/zero is refused
+/// at once. A file whose content differs in length from its size (one truncated or appended to
+/// while it is read, or a /proc file, which reports a size of 0) is an error, not a shorter or
+/// longer text.
+///
 /// Throws hattn::Error, with `'<path>'` quoted:
 ///   "read_tokens: '<path>' does not exist"              (no such file)
 ///   "read_tokens: cannot open '<path>': <reason>"       (e.g. "Permission denied")
-///   "read_tokens: cannot read '<path>': <reason>"       (e.g. "Is a directory")
+///   "read_tokens: cannot read '<path>': <reason>"       (e.g. "Is a directory", "Input/output error")
+///   "read_tokens: '<path>' is not a regular file (<kind>)"  (kind: "a FIFO", "a character device", ...)
+///   "read_tokens: '<path>' ended after <n> of its <size> bytes (was it truncated while being read?)"
+///   "read_tokens: '<path>' grew while being read (beyond the <size> bytes it had when opened)"
+///   "read_tokens: '<path>' has content but a size of 0: not an ordinary file (e.g. one under /proc)"
 ///   "read_tokens: '<path>' is empty"
 ///   "read_tokens: '<path>' gave no tokens (<n> bytes)"  (the tokenizer returned nothing at all)
 ///   "read_tokens: chunk_bytes must be >= 1, got 0"
 template <TextEncoder Tok>
 std::vector<std::int32_t> read_tokens(const std::filesystem::path& path, Tok&& tokenizer,
-                                      std::size_t chunk_bytes = default_chunk_bytes) {
+                                      std::size_t chunk_bytes = default_chunk_bytes,
+                                      std::uint64_t* bytes_read = nullptr) {
   constexpr const char* op = "read_tokens";
   hattn::detail::require(chunk_bytes >= 1, op, "chunk_bytes must be >= 1, got ", chunk_bytes);
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO without a writer would block; O_NOCTTY: a terminal stays unowned.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) {
     const int err = errno;
     hattn::detail::require(err != ENOENT, op, detail::quoted(path), " does not exist");
+    struct stat st {};
+    if (err == ENXIO && ::stat(path.c_str(), &st) == 0) detail::require_regular_file(st, path, op);  // a socket
     throw Error(hattn::detail::concat(op, ": cannot open ", detail::quoted(path), ": ",
                                       std::generic_category().message(err)));
   }
   const detail::FileCloser closer{fd};
+  auto fail_reading = [&](int err) {
+    throw Error(hattn::detail::concat(op, ": cannot read ", detail::quoted(path), ": ",
+                                      std::generic_category().message(err)));
+  };
   struct stat st {};
-  const std::uint64_t file_bytes = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? std::uint64_t(st.st_size) : 0;
+  if (::fstat(fd, &st) != 0) fail_reading(errno);
+  detail::require_regular_file(st, path, op);
+  if (const int flags = ::fcntl(fd, F_GETFL); flags >= 0) ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+  const std::uint64_t file_bytes = std::uint64_t(st.st_size);
+
+  // Reads up to n bytes at p, fewer only at the end of the file.
+  auto read_up_to = [&](char* p, std::size_t n) {
+    std::size_t got = 0;
+    while (got < n) {
+      const ssize_t r = ::read(fd, p + got, n - got);
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) fail_reading(errno);
+      if (r == 0) break;
+      got += std::size_t(r);
+    }
+    return got;
+  };
 
   std::vector<std::int32_t> ids;
   std::string piece;  // (carried bytes + chunk_bytes) the text not yet tokenized
@@ -129,28 +190,30 @@ std::vector<std::int32_t> read_tokens(const std::filesystem::path& path, Tok&& t
   };
   for (;;) {
     const std::size_t kept = piece.size();
-    piece.resize(kept + chunk_bytes);
-    std::size_t got = 0;
-    while (got < chunk_bytes) {  // a full chunk unless the file ends
-      const ssize_t n = ::read(fd, piece.data() + kept + got, chunk_bytes - got);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0)
-        throw Error(hattn::detail::concat(op, ": cannot read ", detail::quoted(path), ": ",
-                                          std::generic_category().message(errno)));
-      if (n == 0) break;
-      got += std::size_t(n);
-    }
+    const std::size_t want = std::size_t(std::min<std::uint64_t>(chunk_bytes, file_bytes - total));
+    piece.resize(kept + want);
+    const std::size_t got = read_up_to(piece.data() + kept, want);
     piece.resize(kept + got);
     total += got;
-    if (got < chunk_bytes) break;  // end of file: `piece` is the rest
+    hattn::detail::require(got == want, op, detail::quoted(path), " ended after ", total, " of its ", file_bytes,
+                           " bytes (was it truncated while being read?)");
+    if (total == file_bytes) break;  // all of it: `piece` is the rest
     const std::size_t p = detail::split_point(piece);
     if (p == 0) continue;  // no boundary yet: read more into the same piece
     tokenize(std::string_view(piece).substr(0, p));
     piece.erase(0, p);
   }
+  char extra = 0;  // the size was the whole content, unless one more byte can be read
+  if (read_up_to(&extra, 1) != 0) {
+    hattn::detail::require(file_bytes > 0, op, detail::quoted(path),
+                           " has content but a size of 0: not an ordinary file (e.g. one under /proc)");
+    throw Error(hattn::detail::concat(op, ": ", detail::quoted(path), " grew while being read (beyond the ",
+                                      file_bytes, " bytes it had when opened)"));
+  }
   hattn::detail::require(total > 0, op, detail::quoted(path), " is empty");
   if (!piece.empty()) tokenize(piece);
   hattn::detail::require(!ids.empty(), op, detail::quoted(path), " gave no tokens (", total, " bytes)");
+  if (bytes_read) *bytes_read = total;
   return ids;
 }
 

@@ -17,8 +17,10 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <csignal>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -532,10 +534,31 @@ struct TensorRef {
   }
 };
 
+/// Where write_safetensors(path, ...) writes before renaming over `path`: `<path>.tmp-<pid>`, in the
+/// same directory, `pid` being the writing process's (by default this one's). A process killed
+/// during a save leaves this file behind.
+inline std::filesystem::path temporary_path(const std::filesystem::path& path, long pid = long(::getpid())) {
+  return path.string() + ".tmp-" + std::to_string(pid);
+}
+
+namespace detail {
+
+/// The environment variable of write_safetensors' test-only pause.
+inline constexpr const char* pause_in_save_variable = "HATTN_TEST_PAUSE_IN_SAVE";
+
+/// For tests only: when HATTN_TEST_PAUSE_IN_SAVE is set and not empty, stops the process with
+/// SIGSTOP, so that a test sees it stopped (waitpid with WUNTRACED) in the middle of a save and
+/// kills it there or lets it go on (SIGCONT). Nothing otherwise.
+inline void pause_in_save_for_tests() {
+  if (const char* v = std::getenv(pause_in_save_variable); v != nullptr && *v != '\0') ::raise(SIGSTOP);
+}
+
+}  // namespace detail
+
 /// Writes `tensors` (data in the given order, the header listing them in that order after
 /// "__metadata__", which is omitted when `metadata` is empty) to `path` as a safetensors file whose
 /// header is padded with spaces to a multiple of 8 bytes, so that the data starts 8-byte aligned.
-/// Atomic and durable: the bytes go to `<path>.tmp-<pid>` in the same directory, which is fsynced,
+/// Atomic and durable: the bytes go to temporary_path(path) in the same directory, which is fsynced,
 /// renamed over `path`, and the directory fsynced. On failure the temporary file is removed, `path`
 /// is untouched and hattn::Error `write_safetensors: '<path>': <problem>` is thrown, <problem> being
 /// one of `tensor name '<name>' appears more than once`, `tensor name "__metadata__" is reserved`,
@@ -548,6 +571,8 @@ struct TensorRef {
 /// place but may not survive a crash) does it throw `'<path>' was replaced, but syncing directory
 /// '<dir>' failed: <errno text>`. The new file gets mode 0666 minus the umask. Two threads of one
 /// process must not write the same path at the same time (they would share the temporary name).
+/// With HATTN_TEST_PAUSE_IN_SAVE set (tests only), the process stops itself once the header and the
+/// first half of the tensors are in the temporary file (detail::pause_in_save_for_tests).
 inline void write_safetensors(const std::filesystem::path& path, std::span<const TensorRef> tensors,
                               const std::map<std::string, std::string>& metadata = {}) {
   using hattn::detail::concat;
@@ -591,7 +616,7 @@ inline void write_safetensors(const std::filesystem::path& path, std::span<const
   const std::uint64_t header_len = text.size();
 
   // Write the temporary file; remove it on any failure.
-  const std::filesystem::path tmp = path.string() + ".tmp-" + std::to_string(::getpid());
+  const std::filesystem::path tmp = temporary_path(path);
   detail::Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666));
   if (fd.get() < 0) {
     const int e = errno;
@@ -604,7 +629,10 @@ inline void write_safetensors(const std::filesystem::path& path, std::span<const
   };
   int err = detail::write_all(fd.get(), &header_len, 8);
   if (!err) err = detail::write_all(fd.get(), text.data(), text.size());
-  for (std::size_t i = 0; i < tensors.size() && !err; ++i) err = detail::write_all(fd.get(), tensors[i].data, sizes[i]);
+  const std::size_t half = tensors.size() / 2;
+  for (std::size_t i = 0; i < half && !err; ++i) err = detail::write_all(fd.get(), tensors[i].data, sizes[i]);
+  if (!err) detail::pause_in_save_for_tests();
+  for (std::size_t i = half; i < tensors.size() && !err; ++i) err = detail::write_all(fd.get(), tensors[i].data, sizes[i]);
   if (err) fail_removing(concat("writing temporary file ", detail::quoted(tmp), " failed"), err);
   if (::fsync(fd.get()) != 0) {
     const int e = errno;
