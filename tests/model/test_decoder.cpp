@@ -217,7 +217,7 @@ TEST_CASE("gradient checkpointing gives bitwise the same loss, logits and gradie
   REQUIRE(runs[0] == runs[2]);
 }
 
-TEST_CASE("workspace_bytes: nothing before a forward pass; checkpointing lays out fewer values, the "
+TEST_CASE("workspace_bytes: nothing before a forward pass, checkpointing lays out fewer values, the "
           "same gradients",
           "[decoder][checkpoint]") {
   constexpr hattn::Config cfg{.levels = 3, .heads = 2, .d_model = 16};
@@ -309,7 +309,7 @@ TEST_CASE("lengths with the same chunk size give bitwise equal outputs on their 
   }
 }
 
-TEST_CASE("outputs and gradients are bitwise equal with 1 and 2 threads; concurrent predict equals serial",
+TEST_CASE("outputs and gradients are bitwise equal with 1 and 2 threads, concurrent predict equals serial",
           "[decoder][threads]") {
   constexpr hattn::Config cfg{.levels = 3, .heads = 4, .d_model = 32};
   hattn::Decoder<cfg> m(97, 128, 11);
@@ -407,7 +407,7 @@ TEST_CASE("next-token logits equal the last position's logits", "[decoder][gener
     for (Index v = 0; v < 23; ++v) REQUIRE(next(b, v) == Approx(all(b, 10, v)).epsilon(1e-5).margin(1e-6));
 }
 
-TEST_CASE("predict and logits into the caller's buffer equal the returned results bitwise; a wrong "
+TEST_CASE("predict and logits into the caller's buffer equal the returned results bitwise, a wrong "
           "shape is refused before anything is written",
           "[decoder][predict]") {
   constexpr hattn::Config cfg{.levels = 2, .heads = 2, .d_model = 16};

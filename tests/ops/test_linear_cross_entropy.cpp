@@ -129,7 +129,7 @@ TEST_CASE("linear_cross_entropy forward is bitwise linear_forward then cross_ent
   }
 }
 
-TEST_CASE("linear_cross_entropy backward: recomputed equals stored bitwise for any chunk; both match "
+TEST_CASE("linear_cross_entropy backward: recomputed equals stored bitwise for any chunk, both match "
           "the unfused composition (loss and bias gradient bitwise for chunks of whole row units)",
           "[linear_cross_entropy]") {
   for (auto [m, k, n, chunk] : {std::tuple<Index, Index, Index, Index>{203, 24, 301, 96},

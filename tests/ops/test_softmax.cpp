@@ -61,7 +61,7 @@ std::vector<T> cast(const std::vector<double>& x) {
 
 // ---------------------------------------------------------------------------------------- softmax
 
-TEST_CASE("softmax forward matches the textbook formula in float and double; rows sum to 1",
+TEST_CASE("softmax forward matches the textbook formula in float and double, rows sum to 1",
           "[softmax]") {
   for (auto [m, v] : {std::tuple<Index, Index>{1, 1}, {3, 7}, {5, 1000}, {2, 50257}}) {
     const auto x = test::uniform(m * v, 21, -4.0, 4.0);
@@ -144,7 +144,7 @@ TEST_CASE("softmax gradients pass central differences in double", "[softmax][gra
   }
 }
 
-TEST_CASE("softmax backward matches the explicit Jacobian; an empty dx is skipped", "[softmax]") {
+TEST_CASE("softmax backward matches the explicit Jacobian, an empty dx is skipped", "[softmax]") {
   const Index m = 4, v = 11;
   const auto x = test::uniform(m * v, 40, -2.0, 2.0), dy = test::uniform(m * v, 41);
   const auto y = naive_softmax(x, m, v);
@@ -304,7 +304,7 @@ TEST_CASE("cross-entropy gradients pass central differences in double, with igno
   }
 }
 
-TEST_CASE("cross-entropy backward matches (softmax - onehot) * dloss / count; ignored rows get exactly nothing",
+TEST_CASE("cross-entropy backward matches (softmax - onehot) * dloss / count, ignored rows get exactly nothing",
           "[cross_entropy]") {
   const Index m = 8, v = 19;
   const auto x = test::uniform(m * v, 90, -3.0, 3.0);

@@ -58,7 +58,7 @@ TEST_CASE("N steps equal N/2 steps, save, load into a fresh model, N/2 steps: bi
   REQUIRE(weights(resumed) == weights(straight));
 }
 
-TEST_CASE("a training checkpoint holds the model checkpoint's names plus the moments; errors are exact",
+TEST_CASE("a training checkpoint holds the model checkpoint's names plus the moments, errors are exact",
           "[train][checkpoint]") {
   hattn::data::Dataset data(corpus(), 32);
   Model m(256, 32, 1);
