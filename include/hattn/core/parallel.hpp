@@ -10,6 +10,16 @@
 #include "hattn/core/error.hpp"
 #include "hattn/core/tensor.hpp"
 
+#if defined(__SANITIZE_THREAD__)
+#define HATTN_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define HATTN_TSAN 1
+#endif
+#endif
+#ifdef HATTN_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
 #ifndef HATTN_SERIAL
 #include <oneapi/tbb/global_control.h>
 #include <oneapi/tbb/info.h>
@@ -17,6 +27,26 @@
 #endif
 
 namespace hattn {
+
+namespace detail {
+
+/// Under ThreadSanitizer: oneTBB hands tasks between threads inside libtbb, which is not
+/// instrumented, so the sanitizer cannot see that a task's body runs after the code that started
+/// tbb::parallel_for and before the code that follows it. tsan_release(p) and a later
+/// tsan_acquire(p) on another thread state such an ordering; elsewhere they compile to nothing.
+inline void tsan_release([[maybe_unused]] const void* p) {
+#ifdef HATTN_TSAN
+  __tsan_release(const_cast<void*>(p));
+#endif
+}
+/// See tsan_release().
+inline void tsan_acquire([[maybe_unused]] const void* p) {
+#ifdef HATTN_TSAN
+  __tsan_acquire(const_cast<void*>(p));
+#endif
+}
+
+}  // namespace detail
 
 /// Calls `f(i)` for every `i` in [0, n), in parallel where TBB is enabled. Each `f(i)` must only
 /// write what no other index writes. Nested calls are allowed (TBB schedules them).
@@ -30,7 +60,14 @@ void parallel_for(Index n, F&& f) {
     f(Index{0});
     return;
   }
-  tbb::parallel_for(Index{0}, n, [&](Index i) { f(i); });
+  const char before = 0, after = 0;  // ThreadSanitizer's names for the two orderings (no data)
+  detail::tsan_release(&before);
+  tbb::parallel_for(Index{0}, n, [&](Index i) {
+    detail::tsan_acquire(&before);
+    f(i);
+    detail::tsan_release(&after);
+  });
+  detail::tsan_acquire(&after);
 #endif
 }
 
