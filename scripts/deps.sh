@@ -6,7 +6,8 @@
 #                            GPT-2's BPE files)
 #   scripts/deps.sh --bench  also what the benchmark scripts need (matplotlib, for
 #                            benchmarks/scaling.py's plot)
-# The two flags may be combined.
+#   scripts/deps.sh --fuzz   also Clang and its sanitizer runtimes, for the libFuzzer targets
+# The flags may be combined.
 set -euo pipefail
 
 packages=(
@@ -26,8 +27,11 @@ for flag in "$@"; do
     --bench)
       packages+=(python3-matplotlib)  # benchmarks/scaling.py's plot
       ;;
+    --fuzz)
+      packages+=(clang libclang-rt-14-dev)  # libFuzzer and its ASan/UBSan runtimes (fuzz/)
+      ;;
     *)
-      echo "deps.sh: unknown flag '$flag' (expected --tests or --bench)" >&2
+      echo "deps.sh: unknown flag '$flag' (expected --tests, --bench or --fuzz)" >&2
       exit 2
       ;;
   esac
