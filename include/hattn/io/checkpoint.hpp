@@ -207,20 +207,21 @@ inline void check_finite_tensor(const io::SafetensorsFile& file, const std::stri
   const std::span<const std::byte> bytes = file.bytes(name);
   const std::size_t n = bytes.size() / 4;
   const bool sign_matters = rule == ValueRule::finite_non_negative;
-  // Bit tests (exponent all ones; sign set on a non-zero), so that -ffast-math cannot drop them.
-  auto bad = [sign_matters](std::uint32_t u) {
-    return (u & 0x7f800000u) == 0x7f800000u || (sign_matters && u > 0x80000000u);
-  };
-  constexpr std::size_t block = 1024;
+  // Bit tests (exponent all ones; above 0x80000000: negative and not -0), so that -ffast-math
+  // cannot drop them; per block a min and a max, which vectorize, and a search only in a bad block.
+  const std::uint32_t limit = sign_matters ? 0x80000000u : 0xffffffffu;
+  auto bad = [limit](std::uint32_t u) { return (u & 0x7f800000u) == 0x7f800000u || u > limit; };
+  constexpr std::size_t block = 4096;
   for (std::size_t start = 0; start < n; start += block) {
     const std::size_t end = std::min(n, start + block);
-    bool any = false;
-    for (std::size_t i = start; i < end; ++i) {  // no early exit: vectorizes
+    std::uint32_t finite = 0xffffffffu, largest = 0;  // finite: 0 once an exponent is all ones
+    for (std::size_t i = start; i < end; ++i) {
       std::uint32_t u;
       std::memcpy(&u, bytes.data() + 4 * i, 4);
-      any |= bad(u);
+      finite = std::min(finite, (u & 0x7f800000u) ^ 0x7f800000u);
+      largest = std::max(largest, u);
     }
-    if (!any) continue;
+    if (finite != 0 && largest <= limit) continue;
     for (std::size_t i = start; i < end; ++i) {
       std::uint32_t u;
       std::memcpy(&u, bytes.data() + 4 * i, 4);
