@@ -449,6 +449,33 @@ TEST_CASE("parse_checkpoint_config reads the configuration save_safetensors writ
   REQUIRE_THROWS_WITH(hattn::require_same_config(other, c, "x: "), "x: checkpoint heads is 1, the model's is 2");
 }
 
+TEST_CASE("check_finite_tensor names the first bad value by its index", "[checkpoint]") {
+  auto file = [](const std::string& header, const std::vector<float>& values) {
+    std::string bytes = le64(header.size()) + header;
+    bytes.append(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
+    return io::parse_safetensors(std::as_bytes(std::span(bytes.data(), bytes.size())));
+  };
+  const auto f = file(R"({"m": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}, )"
+                      R"("s": {"dtype": "F32", "shape": [], "data_offsets": [24, 28]}})",
+                      {0.0f, -0.0f, 1.0f, -2.0f, NAN, -INFINITY, 3.0f});
+  using hattn::ValueRule;
+  REQUIRE_THROWS_WITH(hattn::check_finite_tensor(f, "m", ValueRule::finite, "values", "x: "),
+                      "x: tensor 'm' holds nan at [1, 1] (values must be finite)");
+  REQUIRE_THROWS_WITH(hattn::check_finite_tensor(f, "m", ValueRule::finite_non_negative, "moments", "x: "),
+                      "x: tensor 'm' holds -2 at [1, 0] (moments must be finite and >= 0)");
+  hattn::check_finite_tensor(f, "s", ValueRule::finite_non_negative, "values", "x: ");
+  // Across blocks: the first bad value far into a large tensor.
+  std::vector<float> big(10000, 1.0f);
+  big[9001] = INFINITY;
+  big[9999] = NAN;
+  const auto g = file(R"({"b": {"dtype": "F32", "shape": [100, 100], "data_offsets": [0, 40000]}})", big);
+  REQUIRE_THROWS_WITH(hattn::check_finite_tensor(g, "b", ValueRule::finite, "weights", ""),
+                      "tensor 'b' holds inf at [90, 1] (weights must be finite)");
+  const auto h = file(R"({"i": {"dtype": "I32", "shape": [1], "data_offsets": [0, 4]}})", {1.0f});
+  REQUIRE_THROWS_WITH(hattn::check_finite_tensor(h, "i", ValueRule::finite, "weights", ""),
+                      "check_finite_tensor: tensor 'i' has dtype I32, expected F32");
+}
+
 TEST_CASE("a failed save over an existing checkpoint leaves it loadable and identical", "[checkpoint]") {
   TempDir dir{"hattn_test_checkpoint"};
   const fs::path path = dir / "model.safetensors";

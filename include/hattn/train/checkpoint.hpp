@@ -24,9 +24,6 @@
 
 namespace hattn {
 
-/// The metadata key of a training checkpoint's state (JSON: step, model_step, model_seed,
-/// data_seed, data_stream, data_position).
-inline constexpr const char* train_state_key = "hattn.train_state";
 /// Tensor name prefixes of the optimizer's moments.
 inline constexpr const char* first_moment_prefix = "optimizer.exp_avg.";
 inline constexpr const char* second_moment_prefix = "optimizer.exp_avg_sq.";
@@ -37,38 +34,6 @@ struct TrainingCheckpoint {
   TrainState<T> state;                          ///< for Trainer::restore
   std::map<std::string, std::string> metadata;  ///< the file's metadata (preset, tokenizer, ...)
 };
-
-/// The counters of a `hattn.train_state` metadata value (parse_train_state()).
-struct TrainCounters {
-  std::int64_t step = 0;            ///< optimizer steps completed, in [0, 2^63 - 1]
-  std::uint64_t model_step = 0;     ///< the model's dropout step
-  std::uint64_t model_seed = 0;     ///< the model's dropout key
-  std::uint64_t data_seed = 0;      ///< the batch Generator's seed
-  std::uint64_t data_stream = 0;    ///< ... its stream
-  std::uint64_t data_position = 0;  ///< ... and its position
-};
-
-/// Parses and validates the text of a `hattn.train_state` metadata value (other members are
-/// ignored). Each counter must be an integer: `step` in [0, 2^63 - 1], the others in [0, 2^64 - 1]
-/// (a negative one would wrap). Throws hattn::Error `<where>metadata hattn.train_state <problem>`:
-/// `is not valid JSON: <detail>`, `nests arrays and objects deeper than 64 levels`, `has key '<k>'
-/// more than once`, `is a JSON <type>, not an object`, `has no "<field>"` or `: "<field>" must be
-/// an integer in [<lo>, <hi>], got <json>`. Meant for loaders, and for fuzzing.
-inline TrainCounters parse_train_state(std::string_view text, std::string_view where) {
-  const nlohmann::json j = detail::metadata_object(text, train_state_key, where);
-  constexpr auto u64_max = std::numeric_limits<std::uint64_t>::max();
-  auto get = [&](const char* field, std::uint64_t hi) {
-    return detail::metadata_integer(j, field, 0, hi, train_state_key, where);
-  };
-  TrainCounters c;
-  c.step = static_cast<std::int64_t>(get("step", std::numeric_limits<std::int64_t>::max()));
-  c.model_step = get("model_step", u64_max);
-  c.model_seed = get("model_seed", u64_max);
-  c.data_seed = get("data_seed", u64_max);
-  c.data_stream = get("data_stream", u64_max);
-  c.data_position = get("data_position", u64_max);
-  return c;
-}
 
 /// Reads just a checkpoint's metadata (hattn.config, preset, tokenizer, ...), e.g. to pick the
 /// compiled preset before building the model. `hattn.config` and `hattn.train_state`, when
