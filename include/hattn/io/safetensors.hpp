@@ -308,7 +308,9 @@ inline HeaderTable parse_header(std::string_view header_text, std::uint64_t data
   };
   std::vector<Entry> entries;
   entries.reserve(header.size());
-  for (const auto& [name, value] : header.get_ref<const nlohmann::json::object_t&>()) {
+  for (const auto& member : header.get_ref<const nlohmann::json::object_t&>()) {
+    const std::string& name = member.first;  // (not a structured binding: lambdas capture these)
+    const nlohmann::json& value = member.second;
     if (name == "__metadata__") {
       if (!value.is_object()) fail("\"__metadata__\" must be an object of strings, got ", json_excerpt(value));
       for (const auto& [k, v] : value.get_ref<const nlohmann::json::object_t&>()) {
