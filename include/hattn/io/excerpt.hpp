@@ -36,8 +36,10 @@ inline std::string elided(std::string shown, std::size_t total) {
 /// but counting all of them: memory stays bounded whatever the value's size.
 class BoundedDump {
  public:
+  /// Keeps the first `limit` + 1 bytes.
   explicit BoundedDump(std::size_t limit) : limit_(limit) {}
 
+  /// Appends the serialization of `v` (one level of recursion per level of nesting).
   void value(const nlohmann::json& v) {
     if (v.is_object()) {
       add("{");
@@ -64,7 +66,9 @@ class BoundedDump {
     }
   }
 
+  /// The first bytes of the serialization.
   const std::string& text() const { return out_; }
+  /// The length of the whole serialization.
   std::size_t total() const { return total_; }
 
  private:

@@ -71,8 +71,10 @@ class BoundedJsonBuilder {
  public:
   using json = nlohmann::json;
 
+  /// A builder that accepts `max_depth` nested arrays and objects.
   explicit BoundedJsonBuilder(std::size_t max_depth) : max_depth_(max_depth) {}
 
+  // The SAX events of nlohmann's json_sax interface; false stops the parser.
   bool null() { return put(json(nullptr)); }
   bool boolean(bool v) { return put(json(v)); }
   bool number_integer(json::number_integer_t v) { return put(json(v)); }

@@ -69,8 +69,10 @@ inline std::string file_label(std::string_view what, const std::filesystem::path
 /// was opened. Move-only. Obtained from open_regular_file().
 class RegularFile {
  public:
+  /// Takes over `o`'s descriptor (`o` is left closed).
   RegularFile(RegularFile&& o) noexcept
       : fd_(std::exchange(o.fd_, -1)), size_(o.size_), label_(std::move(o.label_)) {}
+  /// Closes this descriptor and takes over `o`'s.
   RegularFile& operator=(RegularFile&& o) noexcept {
     if (this != &o) {
       reset();
@@ -82,6 +84,7 @@ class RegularFile {
   }
   RegularFile(const RegularFile&) = delete;
   RegularFile& operator=(const RegularFile&) = delete;
+  /// Closes the descriptor.
   ~RegularFile() { reset(); }
 
   /// The file descriptor (blocking reads, close-on-exec); owned by this object.

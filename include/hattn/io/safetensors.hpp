@@ -255,10 +255,10 @@ namespace detail {
 /// A validated header: the tensor table in data order, the metadata, and the size of the data
 /// section the tensors tile.
 struct HeaderTable {
-  std::vector<std::string> names;
-  std::vector<TensorInfo> infos;
-  std::map<std::string, std::string> metadata;
-  std::uint64_t data_bytes = 0;
+  std::vector<std::string> names;               ///< in data order
+  std::vector<TensorInfo> infos;                ///< parallel to names
+  std::map<std::string, std::string> metadata;  ///< "__metadata__"
+  std::uint64_t data_bytes = 0;                 ///< the size of the data section
 };
 
 /// Throws `<where>header length <N> ...` unless the header length `header_len` read from a file of
