@@ -6,6 +6,7 @@
 
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -352,10 +353,127 @@ TEST_CASE("bad checkpoints throw the exact error and leave the model unchanged",
   SECTION("file does not exist") {
     REQUIRE_THROWS_WITH(hattn::load_safetensors(model, p), read + "cannot open: No such file or directory");
   }
+  SECTION("a FIFO is refused without blocking") {
+    REQUIRE(::mkfifo(p.c_str(), 0600) == 0);
+    REQUIRE_THROWS_WITH(hattn::load_safetensors(model, p),
+                        "read_safetensors: '" + ps + "' is not a regular file (it is a FIFO)");
+  }
+  SECTION("a weight that is not finite (the first bad one is named)") {
+    auto& r = refs[refs.size() - 2];  // linear.weight, (V1, 8)
+    REQUIRE(r.name == "linear.weight");
+    for (const auto& [value, text] : std::vector<std::pair<float, std::string>>{
+             {NAN, "nan"}, {INFINITY, "inf"}, {-INFINITY, "-inf"}}) {
+      std::vector<float> w(static_cast<const float*>(r.data), static_cast<const float*>(r.data) + V1 * 8);
+      w[13] = value;  // row 1, column 5
+      w[20] = NAN;
+      r.data = w.data();
+      io::write_safetensors(p, refs, meta);
+      REQUIRE_THROWS_WITH(hattn::load_safetensors(model, p),
+                          load + "tensor 'linear.weight' holds " + text + " at [1, 5] (weights must be finite)");
+    }
+  }
+  SECTION("malformed hattn.config: a message naming the file and the field") {
+    auto with_config = [&](const std::string& config) {
+      auto m = meta;
+      m["hattn.config"] = config;
+      io::write_safetensors(p, refs, m);
+      try {
+        hattn::load_safetensors(model, p);
+      } catch (const hattn::Error& e) {
+        return std::string(e.what());
+      }
+      return std::string("(no error)");
+    };
+    const std::string cfg = load + "metadata hattn.config";
+    nlohmann::json good = nlohmann::json::parse(meta.at("hattn.config"));
+    auto edited = [&](const char* key, const nlohmann::json& v) {
+      nlohmann::json j = good;
+      j[key] = v;
+      return j.dump();
+    };
+    CHECK(with_config(edited("levels", 1e300)) == cfg + ": \"levels\" must be an integer in [1, 30], got 1e+300");
+    CHECK(with_config(edited("levels", 31)) == cfg + ": \"levels\" must be an integer in [1, 30], got 31");
+    CHECK(with_config(edited("heads", -1)) == cfg + ": \"heads\" must be an integer in [1, 2147483647], got -1");
+    CHECK(with_config(edited("d_model", 8.0)) == cfg + ": \"d_model\" must be an integer in [1, 2147483647], got 8.0");
+    CHECK(with_config(edited("blocks", "1")) == cfg + ": \"blocks\" must be an integer in [1, 2147483647], got \"1\"");
+    CHECK(with_config(edited("vocab_size", std::uint64_t{1} << 40)) ==
+          cfg + ": \"vocab_size\" must be an integer in [1, 2147483647], got 1099511627776");
+    CHECK(with_config(edited("node_mask", "causal")) == cfg + ": \"node_mask\" must be \"aligned\" or \"full\", got \"causal\"");
+    CHECK(with_config(edited("sequence_length", std::string(1000, 's'))) ==
+          cfg + ": \"sequence_length\" must be an integer in [1, 2147483647], got \"" + std::string(63, 's') + "... (1002 bytes)");
+    nlohmann::json missing = good;
+    missing.erase("heads");
+    CHECK(with_config(missing.dump()) == cfg + " has no \"heads\"");
+    CHECK(with_config("[1, 2]") == cfg + " is a JSON array, not an object");
+    CHECK(with_config("{\"levels\": 1, \"levels\": 1}") == cfg + " has key 'levels' more than once");
+    CHECK(with_config("{\"levels\": ") ==
+          cfg + " is not valid JSON: parse error at line 1, column 12: syntax error while parsing value - unexpected end "
+                "of input; expected '[', '{', or a literal");
+    const std::size_t depth = 100000;
+    CHECK(with_config("{\"levels\": " + std::string(depth, '[') + std::string(depth, ']') + "}") ==
+          cfg + " nests arrays and objects deeper than 64 levels");
+    // Deep but within the limit: the mismatch message quotes it short.
+    CHECK(with_config(edited("levels", nlohmann::json::parse(std::string(60, '[') + std::string(60, ']')))) ==
+          cfg + ": \"levels\" must be an integer in [1, 30], got " + std::string(60, '[') + std::string(4, ']') +
+              "... (120 bytes)");
+  }
   CHECK(unchanged(model, before));
   // The untouched original still loads (the failures above are the edits, not the writer).
   hattn::load_safetensors(model, good);
   CHECK(same_parameters(source, model));
+}
+
+TEST_CASE("parse_checkpoint_config reads the configuration save_safetensors writes", "[checkpoint]") {
+  const hattn::Decoder<Config{.levels = 2, .heads = 2, .d_model = 8, .blocks = 3, .node_mask = NodeMask::full}> m(11, 16);
+  const hattn::CheckpointConfig c = hattn::parse_checkpoint_config(hattn::config_json(m).dump(), "x: ");
+  CHECK(c == hattn::checkpoint_config(m));
+  CHECK(c.levels == 2);
+  CHECK(c.heads == 2);
+  CHECK(c.d_model == 8);
+  CHECK(c.blocks == 3);
+  CHECK(c.node_mask == NodeMask::full);
+  CHECK(c.vocab_size == 11);
+  CHECK(c.sequence_length == 16);
+  CHECK(c.config().blocks == 3);
+  // Members it does not know are ignored; the prefix starts every message.
+  nlohmann::json j = hattn::config_json(m);
+  j["comment"] = {1, 2};
+  CHECK(hattn::parse_checkpoint_config(j.dump(), "x: ") == c);
+  REQUIRE_THROWS_WITH(hattn::parse_checkpoint_config("", "x: "),
+                      "x: metadata hattn.config is not valid JSON: parse error at line 1, column 1: syntax error while "
+                      "parsing value - unexpected end of input; expected '[', '{', or a literal");
+  // require_same_config names the first differing field in alphabetical order.
+  hattn::CheckpointConfig other = c;
+  other.vocab_size = 12;
+  other.heads = 1;
+  REQUIRE_THROWS_WITH(hattn::require_same_config(other, c, "x: "), "x: checkpoint heads is 1, the model's is 2");
+}
+
+TEST_CASE("check_finite_tensor names the first bad value by its index", "[checkpoint]") {
+  auto file = [](const std::string& header, const std::vector<float>& values) {
+    std::string bytes = le64(header.size()) + header;
+    bytes.append(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
+    return io::parse_safetensors(std::as_bytes(std::span(bytes.data(), bytes.size())));
+  };
+  const auto f = file(R"({"m": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}, )"
+                      R"("s": {"dtype": "F32", "shape": [], "data_offsets": [24, 28]}})",
+                      {0.0f, -0.0f, 1.0f, -2.0f, NAN, -INFINITY, 3.0f});
+  using hattn::ValueRule;
+  REQUIRE_THROWS_WITH(hattn::check_finite_tensor(f, "m", ValueRule::finite, "values", "x: "),
+                      "x: tensor 'm' holds nan at [1, 1] (values must be finite)");
+  REQUIRE_THROWS_WITH(hattn::check_finite_tensor(f, "m", ValueRule::finite_non_negative, "moments", "x: "),
+                      "x: tensor 'm' holds -2 at [1, 0] (moments must be finite and >= 0)");
+  hattn::check_finite_tensor(f, "s", ValueRule::finite_non_negative, "values", "x: ");
+  // Across blocks: the first bad value far into a large tensor.
+  std::vector<float> big(10000, 1.0f);
+  big[9001] = INFINITY;
+  big[9999] = NAN;
+  const auto g = file(R"({"b": {"dtype": "F32", "shape": [100, 100], "data_offsets": [0, 40000]}})", big);
+  REQUIRE_THROWS_WITH(hattn::check_finite_tensor(g, "b", ValueRule::finite, "weights", ""),
+                      "tensor 'b' holds inf at [90, 1] (weights must be finite)");
+  const auto h = file(R"({"i": {"dtype": "I32", "shape": [1], "data_offsets": [0, 4]}})", {1.0f});
+  REQUIRE_THROWS_WITH(hattn::check_finite_tensor(h, "i", ValueRule::finite, "weights", ""),
+                      "check_finite_tensor: tensor 'i' has dtype I32, expected F32");
 }
 
 TEST_CASE("a failed save over an existing checkpoint leaves it loadable and identical", "[checkpoint]") {

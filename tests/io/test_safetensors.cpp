@@ -1,10 +1,13 @@
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <bit>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -337,7 +340,16 @@ TEST_CASE("every malformed file is rejected with an exact message", "[safetensor
     REQUIRE_THROWS_WITH(io::read_safetensors(missing),
                         "read_safetensors: '" + missing.string() + "': cannot open: No such file or directory");
     REQUIRE_THROWS_WITH(io::read_safetensors(dir.path),
-                        "read_safetensors: '" + dir.path.string() + "': cannot read: Is a directory");
+                        "read_safetensors: '" + dir.path.string() + "' is not a regular file (it is a directory)");
+    // Neither blocks: a FIFO nobody writes to, a device that never ends.
+    const fs::path fifo = dir / "fifo.safetensors";
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    REQUIRE_THROWS_WITH(io::read_safetensors(fifo),
+                        "read_safetensors: '" + fifo.string() + "' is not a regular file (it is a FIFO)");
+    REQUIRE_THROWS_WITH(io::read_safetensors("/dev/zero"),
+                        "read_safetensors: '/dev/zero' is not a regular file (it is a character device)");
+    REQUIRE_THROWS_WITH(io::read_safetensors("/proc/self/status"),
+                        "read_safetensors: '/proc/self/status' is not a regular file (it is in the proc file system)");
   }
   SECTION("length prefix") {
     check("", "file is 0 bytes, too short for the 8-byte header length");
@@ -425,6 +437,143 @@ TEST_CASE("every malformed file is rejected with an exact message", "[safetensor
                       d16.substr(0, 6)));
     REQUIRE(io::read_safetensors(p).names() == std::vector<std::string>{"a", "e", "b"});
   }
+}
+
+TEST_CASE("hostile headers fail fast with short messages", "[safetensors]") {
+  TempDir dir{"hattn_test_safetensors"};
+  const fs::path p = dir / "hostile.safetensors";
+  const std::string at = "read_safetensors: '" + p.string() + "': ";
+  auto message = [&](const std::string& bytes) {
+    put(p, bytes);
+    try {
+      io::read_safetensors(p);
+    } catch (const hattn::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  const std::string f32x2 = R"("dtype": "F32", "shape": [2], "data_offsets": [0, 8])";
+  const std::string d8(8, '\0');
+
+  SECTION("deep nesting is refused while parsing (nothing recurses on it afterwards)") {
+    const std::size_t depth = 100000;
+    const std::string deep = R"({"t":)" + std::string(depth, '[') + std::string(depth, ']') + "}";
+    CHECK(message(file_bytes(deep, "")) == at + "header nests arrays and objects deeper than 64 levels");
+    // 64 levels (the header object and 63 arrays) parse; the entry is then rejected, quoted short.
+    const std::string deepest = R"({"t":)" + std::string(63, '[') + std::string(63, ']') + "}";
+    CHECK(message(file_bytes(deepest, "")) ==
+          at + "tensor 't': entry must be an object, got " + std::string(63, '[') + std::string(1, ']') +
+              "... (126 bytes)");
+    CHECK(message(file_bytes(R"({"t":)" + std::string(64, '[') + std::string(64, ']') + "}", "")) ==
+          at + "header nests arrays and objects deeper than 64 levels");
+  }
+  SECTION("duplicate keys at every level are named") {
+    CHECK(message(file_bytes(R"({"a": {"dtype": "F32", "dtype": "F16", "shape": [2], "data_offsets": [0, 8]}})", d8)) ==
+          at + "tensor 'a': entry has key 'dtype' more than once");
+    CHECK(message(file_bytes(R"({"__metadata__": {"k": "1", "k": "2"}})", "")) ==
+          at + "\"__metadata__\" has key 'k' more than once");
+    CHECK(message(file_bytes(R"({"a": {)" + f32x2 + R"(, "extra": {"x": 1, "x": 2}}})", d8)) ==
+          at + "tensor 'a': \"extra\" has key 'x' more than once");
+    CHECK(message(file_bytes(R"({"__metadata__": {"k": {"x": 1, "x": 2}}})", "")) ==
+          at + "\"__metadata__\" value for key 'k' has key 'x' more than once");
+  }
+  SECTION("40,000 tensors parse in well under a second (no quadratic duplicate check)") {
+    std::string header = "{";
+    for (int i = 0; i < 40000; ++i)
+      header += (i ? ", \"t" : "\"t") + std::to_string(i) + R"(": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]})";
+    header += "}";
+    put(p, file_bytes(header, ""));
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto f = io::read_safetensors(p);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    CHECK(f.size() == 40000);
+    CHECK(seconds < 1.0);
+    // The same with a duplicate at the very end is named as quickly.
+    header.back() = ',';
+    header += R"("t0": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}})";
+    const auto t1 = std::chrono::steady_clock::now();
+    CHECK(message(file_bytes(header, "")) == at + "header has key 't0' more than once");
+    CHECK(std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count() < 1.0);
+  }
+  SECTION("long values, names and tokens are quoted as excerpts") {
+    const std::string x(5'000'000, 'x');
+    CHECK(message(file_bytes(R"({"a": ")" + x + "\"}", "")) ==
+          at + "tensor 'a': entry must be an object, got \"" + std::string(63, 'x') + "... (5000002 bytes)");
+    const std::string name(100, 'n');
+    CHECK(message(file_bytes("{\"" + name + "\": 5}", "")) ==
+          at + "tensor '" + std::string(64, 'n') + "... (100 bytes)': entry must be an object, got 5");
+    CHECK(message(file_bytes(R"({"__metadata__": {")" + name + "\": 1}}", "")) ==
+          at + "\"__metadata__\" value for key '" + std::string(64, 'n') + "... (100 bytes)' must be a string, got 1");
+    // nlohmann's message quotes the token it was reading when it failed: here a 1 MB string.
+    const std::string bad = "{\"" + std::string(1'000'000, 'y') + "\xff\": 1}";
+    CHECK(message(file_bytes(bad, "")) ==
+          at + "header is not valid JSON: parse error at line 1, column 1000003: syntax error while parsing object key - "
+               "invalid string: ill-formed UTF-8 byte; last read: '\"" + std::string(63, 'y') +
+               "... (1000002 bytes)'; expected string literal");
+    // A shape of many extents is quoted short too.
+    std::string shape = "[";
+    for (int i = 0; i < 1000; ++i) shape += i ? ",-1" : "-1";
+    shape += "]";
+    CHECK(message(file_bytes(R"({"a": {"dtype": "F32", "shape": )" + shape + R"(, "data_offsets": [0, 8]}})", d8)) ==
+          at + "tensor 'a': \"shape\" must be an array of non-negative integers, got " + shape.substr(0, 64) +
+              "... (" + std::to_string(shape.size()) + " bytes)");
+  }
+  SECTION("the header may hold at most 100,000,000 bytes") {
+    // A sparse file: the length is checked before anything else is read.
+    const std::uint64_t n = 100'000'001;
+    put(p, le64(n));
+    REQUIRE(::truncate(p.c_str(), static_cast<off_t>(8 + n)) == 0);
+    try {
+      io::read_safetensors(p);
+      FAIL("no error");
+    } catch (const hattn::Error& e) {
+      CHECK(std::string(e.what()) == at + "header length 100000001 is over the format's limit of 100000000 bytes");
+    }
+  }
+  SECTION("element counts are checked product by product") {
+    // The reference implementation folds the shape left to right with checked products: an
+    // overflowing prefix is an error even when a later extent is 0.
+    CHECK(message(file_bytes(R"({"a": {"dtype": "F32", "shape": [4611686018427387904, 4, 0], "data_offsets": [0, 0]}})", "")) ==
+          at + "tensor 'a': shape [4611686018427387904, 4, 0] is too large");
+    CHECK(message(file_bytes(R"({"a": {"dtype": "U8", "shape": [0, 4611686018427387904, 4], "data_offsets": [0, 0]}})", "")) ==
+          "(no error)");
+    const io::TensorInfo huge{DType::F32, {Index{1} << 62, 4, 0}, 0, 0};
+    REQUIRE_THROWS_WITH(huge.numel(),
+                        "TensorInfo::numel: shape [4611686018427387904, 4, 0] has a negative extent or too many elements");
+    CHECK(io::TensorInfo{DType::F32, {3, 0, Index{1} << 62}, 0, 0}.numel() == 0);
+  }
+}
+
+TEST_CASE("parse_safetensors reads bytes in memory as read_safetensors reads a file", "[safetensors]") {
+  const auto* raw = reinterpret_cast<const std::byte*>(python_file);
+  const io::SafetensorsFile f = io::parse_safetensors({raw, sizeof python_file});
+  TempDir dir{"hattn_test_safetensors"};
+  const fs::path p = dir / "torch.safetensors";
+  put(p, std::string(reinterpret_cast<const char*>(python_file), sizeof python_file));
+  const io::SafetensorsFile g = io::read_safetensors(p);
+  CHECK(f.path() == "<memory>");
+  CHECK(f.names() == g.names());
+  CHECK(f.metadata() == g.metadata());
+  CHECK(bytes_of(f.data()) == bytes_of(g.data()));
+  for (const auto& name : f.names()) CHECK(bytes_of(f.bytes(name)) == bytes_of(g.bytes(name)));
+
+  // The same messages, naming the buffer.
+  auto message = [](const std::string& bytes, const fs::path& name) {
+    try {
+      io::parse_safetensors(std::as_bytes(std::span(bytes.data(), bytes.size())), name);
+    } catch (const hattn::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  CHECK(message("", "<memory>") == "read_safetensors: '<memory>': file is 0 bytes, too short for the 8-byte header length");
+  CHECK(message(le64(100) + "{}", "buf") ==
+        "read_safetensors: 'buf': header length 100 runs past the end of the file (2 bytes follow the length)");
+  CHECK(message(file_bytes(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}})", std::string(6, '\0')), "b") ==
+        "read_safetensors: 'b': data section is 6 bytes, but tensors end at byte 4 (trailing bytes)");
+  const std::size_t depth = 100000;
+  CHECK(message(file_bytes(std::string(depth, '[') + std::string(depth, ']'), ""), "b") ==
+        "read_safetensors: 'b': header nests arrays and objects deeper than 64 levels");
 }
 
 TEST_CASE("typed accessors check names, dtypes and shapes", "[safetensors]") {

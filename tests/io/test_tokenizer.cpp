@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -345,7 +346,10 @@ TEST_CASE("Gpt2Bpe rejects broken encoder.json files with exact messages", "[tok
 
   REQUIRE_THROWS_WITH(io::Gpt2Bpe(dir.path), at + "cannot open: No such file or directory");
   fs::create_directory(enc);
-  REQUIRE_THROWS_WITH(io::Gpt2Bpe(dir.path), at + "cannot read: Is a directory");
+  REQUIRE_THROWS_WITH(io::Gpt2Bpe(dir.path), "Gpt2Bpe: " + q(enc) + " is not a regular file (it is a directory)");
+  fs::remove(enc);
+  REQUIRE(::mkfifo(enc.c_str(), 0600) == 0);  // nobody writes to it: reading would block
+  REQUIRE_THROWS_WITH(io::Gpt2Bpe(dir.path), "Gpt2Bpe: " + q(enc) + " is not a regular file (it is a FIFO)");
   fs::remove(enc);
 
   fs::copy_file(gpt2_dir / "vocab.bpe", vocab);
@@ -356,14 +360,37 @@ TEST_CASE("Gpt2Bpe rejects broken encoder.json files with exact messages", "[tok
   rejects("", "malformed JSON at byte 1");
   rejects("{\"a\": 0,", "malformed JSON at byte 9");
   rejects("{\"a\": 0} x", "malformed JSON at byte 10");
+  rejects("{\"a\": 0, \"a\": 1}", "token \"a\" appears more than once");
+  rejects("{\"a\": " + std::string(100000, '[') + std::string(100000, ']') + "}",
+          "JSON nests arrays and objects deeper than 64 levels");
   rejects("[1, 2]", "expected a JSON object mapping tokens to ids, got array");
-  rejects("{\"a\": \"0\"}", "token \"a\" has id \"0\", expected an integer in [0, 1)");
-  rejects("{\"a\": 0.5}", "token \"a\" has id 0.5, expected an integer in [0, 1)");
-  rejects("{\"a\": -1}", "token \"a\" has id -1, expected an integer in [0, 1)");
-  rejects("{\"a\": 0, \"b\": 2}", "token \"b\" has id 2, expected an integer in [0, 2)");
-  rejects("{\"a\": 0, \"b\": 0}", "tokens \"a\" and \"b\" both have id 0");
-  rejects("{\"a\": 0, \"b c\": 1}", "token \"b c\" (id 1) has character U+0020, which is outside GPT-2's byte alphabet");
-  rejects("{\"\\n\": 0}", "token \"\\n\" (id 0) has character U+000A, which is outside GPT-2's byte alphabet");
+  rejects("{\"a\": 0}", "no token for byte 0x00 (\"\u0100\")");
+
+  // The 256 byte tokens (ids 0..255 in byte order) and edits of them.
+  nlohmann::json bytes = nlohmann::json::object();
+  for (int b = 0; b < 256; ++b) {
+    std::string ch;
+    hattn::io::detail::append_utf8(ch, hattn::io::detail::gpt2_byte_chars[static_cast<std::size_t>(b)]);
+    bytes[ch] = b;
+  }
+  auto rejects_bytes_plus = [&](const nlohmann::json& extra, const std::string& problem) {
+    nlohmann::json e = bytes;
+    e.update(extra);
+    rejects(e.dump(), problem);
+  };
+  rejects_bytes_plus({{"ab", "0"}}, "token \"ab\" has id \"0\", expected an integer in [0, 257)");
+  rejects_bytes_plus({{"ab", 0.5}}, "token \"ab\" has id 0.5, expected an integer in [0, 257)");
+  rejects_bytes_plus({{"ab", -1}}, "token \"ab\" has id -1, expected an integer in [0, 257)");
+  rejects_bytes_plus({{"ab", 300}}, "no token has id 256, while token \"ab\" has id 300 (257 tokens need the ids 0 to 256)");
+  rejects_bytes_plus({{"ab", 256}, {"cd", 256}}, "tokens \"ab\" and \"cd\" both have id 256");
+  rejects_bytes_plus({{"ab", 7}}, "tokens \"ab\" and \"\u0107\" both have id 7");  // byte 7 is U+0107
+  rejects_bytes_plus({{"b c", 256}}, "token \"b c\" (id 256) has character U+0020, which is outside GPT-2's byte alphabet");
+  rejects_bytes_plus({{"\n", 256}}, "token \"\\n\" (id 256) has character U+000A, which is outside GPT-2's byte alphabet");
+  rejects_bytes_plus({{std::string(1000, 'a'), "x"}},
+                     "token \"" + std::string(64, 'a') + "...\" (1000 bytes) has id \"x\", expected an integer in [0, 257)");
+  rejects_bytes_plus({{"ab", std::string(1000, 'x')}},
+                     "token \"ab\" has id \"" + std::string(63, 'x') + "... (1002 bytes), expected an integer in [0, 257)");
+  rejects_bytes_plus({{"ab", 256}}, "no \"<|endoftext|>\" token");
 
   // Edits of the real file that keep the ids 0..50256.
   const nlohmann::json real = nlohmann::json::parse(slurp(gpt2_dir / "encoder.json"));
@@ -378,6 +405,11 @@ TEST_CASE("Gpt2Bpe rejects broken encoder.json files with exact messages", "[tok
                "no \"<|endoftext|>\" token");
   rejects_edit([](nlohmann::json& e) { e["!"] = 50256; e["<|endoftext|>"] = 0; },
                "\"<|endoftext|>\" has id 0, expected 50256");
+  // A token removed: a byte token is named as such, any other by the id it leaves without a token.
+  rejects_edit([](nlohmann::json& e) { e.erase("\u0100"); }, "no token for byte 0x00 (\"\u0100\")");
+  const std::string the = real.at("the").dump();
+  rejects_edit([](nlohmann::json& e) { e.erase("the"); },
+               "no token has id " + the + ", while token \"<|endoftext|>\" has id 50256 (50256 tokens need the ids 0 to 50255)");
   // The unedited file loads.
   put(enc, real.dump());
   CHECK(io::Gpt2Bpe(dir.path).vocab_size() == 50257);
@@ -409,4 +441,26 @@ TEST_CASE("Gpt2Bpe rejects broken vocab.bpe files with exact messages", "[tokeni
   rejects("#version: 0.2\n<|endoftext|> <|endoftext|>\n",
           " line 2: merge result \"<|endoftext|><|endoftext|>\" is not a token of " + q(enc));
   rejects("#version: 0.2\n\u0120 t\n\u0120 a\n\u0120 t\n", " line 4: merge \"\u0120 t\" repeats line 2");
+  // Long lines and tokens are quoted short.
+  rejects(std::string(100, 'v'), " line 1: expected a \"#version\" comment, got \"" + std::string(64, 'v') + "...\" (100 bytes)");
+  rejects("#version: 0.2\n" + std::string(1'000'000, 'x') + "\n",
+          " line 2: expected two tokens separated by one space, got \"" + std::string(64, 'x') + "...\" (1000000 bytes)");
+  rejects("#version: 0.2\n\u0120 " + std::string(200, 'z') + "\n",
+          " line 2: merge part \"" + std::string(64, 'z') + "...\" (200 bytes) is not a token of " + q(enc));
+  // Not a regular file.
+  fs::remove(vocab);
+  REQUIRE(::mkfifo(vocab.c_str(), 0600) == 0);
+  REQUIRE_THROWS_WITH(io::Gpt2Bpe(dir.path), at + " is not a regular file (it is a FIFO)");
+}
+
+TEST_CASE("Gpt2Bpe::parse builds the tokenizer from the files' contents", "[tokenizer][gpt2]") {
+  const io::Gpt2Bpe& files = gpt2();
+  const io::Gpt2Bpe tok = io::Gpt2Bpe::parse(slurp(gpt2_dir / "encoder.json"), slurp(gpt2_dir / "vocab.bpe"));
+  CHECK(tok.vocab_size() == files.vocab_size());
+  CHECK(tok.merge_count() == files.merge_count());
+  const std::string text = slurp(texts_dir / "paragraph.txt") + awkward_bytes();
+  CHECK(tok.encode(text) == files.encode(text));
+  REQUIRE_THROWS_WITH(io::Gpt2Bpe::parse("{", ""), "Gpt2Bpe: 'encoder.json': malformed JSON at byte 2");
+  REQUIRE_THROWS_WITH(io::Gpt2Bpe::parse(slurp(gpt2_dir / "encoder.json"), "x", "e", "v"),
+                      "Gpt2Bpe: 'v' line 1: expected a \"#version\" comment, got \"x\"");
 }

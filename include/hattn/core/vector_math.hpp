@@ -9,12 +9,20 @@
 /// GCC/Clang vector extensions, as wide as the target allows (16 floats with AVX-512, 8 with AVX,
 /// 4 with SSE2 or NEON), with the tail padded into one more vector: about 3x (SSE2) to 7x
 /// (AVX-512) the speed of a scalar std::exp loop, within 1 ulp of the exact value for normal
-/// results. double uses std::exp (gradient checks, where speed does not matter).
+/// results; the one float-to-int truncation is the target's instruction (an intrinsic), whose
+/// result is defined for NaN, where the language's conversion is not. double uses std::exp
+/// (gradient checks, where speed does not matter).
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+
+#if defined(__SSE2__)
+#include <immintrin.h>
+#elif defined(__ARM_NEON)
+#include <arm_neon.h>
+#endif
 
 #include "hattn/core/tensor.hpp"
 
@@ -35,16 +43,41 @@ typedef float FloatPack __attribute__((vector_size(simd_bytes)));
 typedef std::int32_t IntPack __attribute__((vector_size(simd_bytes)));
 inline constexpr Index pack_floats = simd_bytes / 4;
 
+/// As many unsigned 32-bit integers (arithmetic that wraps).
+typedef std::uint32_t UIntPack __attribute__((vector_size(simd_bytes)));
+
+/// Every lane truncated toward zero to a 32-bit integer, as bits: t converted like
+/// __builtin_convertvector(t, IntPack), by the same instruction, for every t in the int32 range;
+/// for NaN (where that conversion would be undefined) the instruction's defined result (x86:
+/// 0x80000000, Arm: 0), or 0 on targets without one of these.
+inline UIntPack truncate_bits(FloatPack t) {
+#if defined(__AVX512F__)
+  // (the zero-masked form with every lane kept: GCC 12 warns falsely on the unmasked one)
+  return (UIntPack)_mm512_maskz_cvttps_epi32(static_cast<__mmask16>(0xffff), (__m512)t);
+#elif defined(__AVX__)
+  return (UIntPack)_mm256_cvttps_epi32((__m256)t);
+#elif defined(__SSE2__)
+  return (UIntPack)_mm_cvttps_epi32((__m128)t);
+#elif defined(__ARM_NEON)
+  return (UIntPack)vcvtq_s32_f32((float32x4_t)t);
+#else
+  return (UIntPack)__builtin_convertvector(t == t ? t : FloatPack{}, IntPack);
+#endif
+}
+
 /// exp of every lane: 0 below ln(FLT_MIN) = -87.3365 (so exp(-inf) = 0), saturating at exp(88)
-/// above 88, NaN for NaN.
+/// above 88 (so exp(+inf) = exp(88)), NaN for NaN. Defined for every input: a NaN goes through
+/// the clamps and the polynomial as NaN, and its integer part (truncate_bits) is garbage, but
+/// defined, and only scaled by 0.
 inline FloatPack exp_pack(FloatPack x) {
   constexpr float lo = -87.33654475f, hi = 88.0f;
   constexpr float log2e = 1.44269504088896341f, ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
   FloatPack v = x < lo ? FloatPack{} + lo : x;  // NaN passes through both clamps
   v = v > hi ? FloatPack{} + hi : v;
-  // k = floor(v log2e + 1/2), by truncating a positive number (v log2e > -126).
-  const IntPack k = __builtin_convertvector(v * log2e + 128.5f, IntPack) - 128;
-  const FloatPack kf = __builtin_convertvector(k, FloatPack);
+  // k = floor(v log2e + 1/2), by truncating a positive number (v log2e > -126); unsigned, as the
+  // NaN's garbage must wrap.
+  const UIntPack k = truncate_bits(v * log2e + 128.5f) - 128u;
+  const FloatPack kf = __builtin_convertvector((IntPack)k, FloatPack);
   const FloatPack r = v - kf * ln2_hi - kf * ln2_lo;  // |r| <= ln2 / 2
   FloatPack p = FloatPack{} + 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
@@ -53,8 +86,8 @@ inline FloatPack exp_pack(FloatPack x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;                        // exp(r)
-  const IntPack keep = x >= lo;                     // all ones, or 0 below lo and for NaN
-  const IntPack bits = ((k + 127) << 23) & keep;    // 2^k, or 0
+  const IntPack keep = x >= lo;                              // all ones, or 0 below lo and for NaN
+  const IntPack bits = (IntPack)((k + 127u) << 23) & keep;   // 2^k, or 0
   FloatPack scale;
   std::memcpy(&scale, &bits, sizeof scale);
   return p * scale;

@@ -2,17 +2,22 @@
 /// \file
 /// A model's weights as safetensors, with SPEC.md's names and PyTorch's shapes (float32): files
 /// written here load in PyTorch (`load_state_dict`), and a PyTorch `state_dict` written as
-/// safetensors loads here.
+/// safetensors loads here. The checks every checkpoint loader shares are in
+/// hattn/io/checkpoint_checks.hpp.
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "hattn/config.hpp"
 #include "hattn/core/error.hpp"
+#include "hattn/io/checkpoint_checks.hpp"
+#include "hattn/io/excerpt.hpp"
 #include "hattn/io/safetensors.hpp"
 #include "hattn/model/decoder.hpp"
 
@@ -24,12 +29,6 @@ struct LoadReport {
   std::vector<std::string> notes;               ///< things the caller should tell the user
 };
 
-/// "aligned" or "full".
-constexpr const char* node_mask_name(NodeMask m) { return m == NodeMask::aligned ? "aligned" : "full"; }
-
-/// The metadata key holding a checkpoint's model configuration (JSON).
-inline constexpr const char* config_key = "hattn.config";
-
 /// The configuration JSON stored in checkpoints: levels, heads, d_model, blocks, node_mask,
 /// vocab_size, sequence_length.
 template <Config C, class T>
@@ -38,6 +37,12 @@ nlohmann::json config_json(const Decoder<C, T>& model) {
           {"d_model", C.d_model},     {"blocks", C.blocks},
           {"node_mask", node_mask_name(C.node_mask)}, {"vocab_size", model.vocab_size()},
           {"sequence_length", model.sequence_length()}};
+}
+
+/// The CheckpointConfig of `model` (what save_safetensors() stores).
+template <Config C, class T>
+CheckpointConfig checkpoint_config(const Decoder<C, T>& model) {
+  return {C.levels, C.heads, C.d_model, C.blocks, C.node_mask, model.vocab_size(), model.sequence_length()};
 }
 
 /// Writes every parameter of `model` (the fixed position table too, as PyTorch's state_dict holds
@@ -65,29 +70,23 @@ void save_safetensors(const Decoder<C, T>& model, const std::filesystem::path& p
 }
 
 /// Loads weights saved by save_safetensors or by PyTorch (a state_dict with SPEC.md's names, in
-/// float32). All or nothing: every name, shape and dtype is checked before any weight changes, so
-/// on any error the model is unchanged. Throws hattn::Error `load_safetensors: '<path>': <problem>`:
-/// a missing tensor, an unexpected tensor, a shape or dtype other than the model's, or a
-/// `hattn.config` that differs from the model's; format defects come from read_safetensors.
+/// float32). All or nothing: every name, shape, dtype and value is checked before any weight
+/// changes, so on any error the model is unchanged. Throws hattn::Error `load_safetensors: '<path>':
+/// <problem>`: a missing tensor, an unexpected tensor, a shape or dtype other than the model's, a
+/// weight that is not finite (`tensor '<name>' holds nan at [i, j] (weights must be finite)`), a
+/// malformed `hattn.config` (parse_checkpoint_config()) or one that differs from the model's
+/// (require_same_config()); format defects come from read_safetensors.
 /// A file without `hattn.config` (e.g. written from PyTorch) loads, with a note in the report:
 /// weights trained with the original notebook learned under its non-causal mask (SPEC.md) and do
 /// not behave as trained under hattn's causal attention.
 template <Config C, class T>
 LoadReport load_safetensors(Decoder<C, T>& model, const std::filesystem::path& path) {
   const io::SafetensorsFile file = io::read_safetensors(path);
-  const std::string where = detail::concat("'", path.string(), "'");
-  constexpr const char* op = "load_safetensors";
+  const std::string where = detail::concat("load_safetensors: '", path.string(), "': ");
   LoadReport report{file.metadata(), {}};
 
   if (const auto it = file.metadata().find(config_key); it != file.metadata().end()) {
-    const nlohmann::json want = config_json(model);
-    nlohmann::json got = nlohmann::json::parse(it->second, nullptr, /*allow_exceptions=*/false);
-    detail::require(got.is_object(), op, where, ": metadata ", config_key, " is not a JSON object");
-    for (const auto& [key, value] : want.items()) {
-      detail::require(got.contains(key) && got[key] == value, op, where, ": checkpoint ", key, " is ",
-                      got.contains(key) ? got[key].dump() : std::string("missing"), ", the model's is ",
-                      value.dump());
-    }
+    require_same_config(parse_checkpoint_config(it->second, where), checkpoint_config(model), where);
   } else {
     report.notes.push_back(
         "no hattn.config metadata: if these weights were trained with the original PyTorch notebook, "
@@ -96,25 +95,31 @@ LoadReport load_safetensors(Decoder<C, T>& model, const std::filesystem::path& p
   }
 
   // Validate everything first.
+  auto require = [&](bool ok, const auto&... parts) {
+    if (!ok) throw Error(detail::concat(where, parts...));
+  };
   std::map<std::string, bool, std::less<>> expected;
   for (const auto& p : model.parameters()) {
-    detail::require(file.contains(p.name), op, where, ": missing tensor '", p.name, "'");
+    require(file.contains(p.name), "missing tensor '", p.name, "'");
     const io::TensorInfo& info = file.info(p.name);
-    detail::require(info.dtype == io::DType::F32, op, where, ": tensor '", p.name, "' has dtype ",
-                    io::dtype_name(info.dtype), ", expected F32");
-    detail::require(info.shape == p.shape, op, where, ": tensor '", p.name, "' has shape ",
-                    io::detail::bracket_shape(info.shape), ", the model's is ",
-                    io::detail::bracket_shape(p.shape));
+    require(info.dtype == io::DType::F32, "tensor '", p.name, "' has dtype ", io::dtype_name(info.dtype),
+            ", expected F32");
+    require(info.shape == p.shape, "tensor '", p.name, "' has shape ", io::detail::bracket_shape(info.shape),
+            ", the model's is ", io::detail::bracket_shape(p.shape));
     expected[p.name] = true;
   }
   for (const auto& name : file.names())
-    detail::require(expected.count(name) == 1, op, where, ": unexpected tensor '", name,
-                    "' (not a parameter of this model)");
+    require(expected.count(name) == 1, "unexpected tensor '", io::excerpt(name), "' (not a parameter of this model)");
+  for (const auto& p : model.parameters()) check_finite_tensor(file, p.name, ValueRule::finite, "weights", where);
 
   // Then copy.
   for (const auto& p : model.parameters()) {
-    const std::vector<float> v = file.read<float>(p.name);
-    std::copy(v.begin(), v.end(), p.value);
+    if constexpr (std::is_same_v<T, float>) {
+      file.copy_to(p.name, p.value, p.shape);
+    } else {
+      const std::vector<float> v = file.read<float>(p.name);
+      std::copy(v.begin(), v.end(), p.value);
+    }
   }
   return report;
 }

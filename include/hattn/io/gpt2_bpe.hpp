@@ -65,6 +65,9 @@
 #include <vector>
 
 #include "hattn/core/error.hpp"
+#include "hattn/io/excerpt.hpp"
+#include "hattn/io/json.hpp"
+#include "hattn/io/regular_file.hpp"
 #include "hattn/io/tokenizer.hpp"
 
 namespace hattn::io {
@@ -404,13 +407,16 @@ inline void append_utf8(std::string& out, char32_t c) {
 }
 
 /// `"<s>"` with quotes, backslashes, control characters and ill-formed UTF-8 escaped (\n, \r, \t,
-/// \xNN), as messages show a token or a line.
+/// \xNN), as messages show a token or a line. Of a text longer than io::max_excerpt_bytes only
+/// that many bytes are shown (fewer if that would cut a character), as `"<first bytes>..." (<n>
+/// bytes)`.
 inline std::string quote_token(std::string_view s) {
   static constexpr char hex[] = "0123456789ABCDEF";
+  const std::size_t shown = utf8_prefix_length(s, max_excerpt_bytes);
   std::string out = "\"";
-  for (std::size_t i = 0; i < s.size();) {
+  for (std::size_t i = 0; i < shown;) {
     const auto b = static_cast<unsigned char>(s[i]);
-    const Utf8Char c = utf8_char_at(s, i);
+    const Utf8Char c = utf8_char_at(s.substr(0, shown), i);
     if (b >= 0x80 && c.size > 1) {
       out.append(s.substr(i, c.size));
       i += c.size;
@@ -434,7 +440,8 @@ inline std::string quote_token(std::string_view s) {
     }
     ++i;
   }
-  return out + "\"";
+  if (shown == s.size()) return out + "\"";
+  return out + "...\" (" + std::to_string(s.size()) + " bytes)";
 }
 
 /// "U+000A" for code point `c`.
@@ -442,24 +449,6 @@ inline std::string code_point_name(char32_t c) {
   char buf[16];
   std::snprintf(buf, sizeof buf, "U+%04X", static_cast<unsigned>(c));
   return buf;
-}
-
-/// The whole content of file `path`; throws `<where>cannot open: <reason>` or
-/// `<where>cannot read: <reason>`.
-inline std::string read_text_file(const std::filesystem::path& path, const std::string& where) {
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (!file) throw Error(where + "cannot open: " + std::generic_category().message(errno));
-  std::string text;
-  char buf[1 << 16];
-  for (;;) {
-    const std::size_t got = std::fread(buf, 1, sizeof buf, file.get());
-    text.append(buf, got);
-    if (got < sizeof buf) {
-      if (std::ferror(file.get())) throw Error(where + "cannot read: " + std::generic_category().message(errno));
-      break;
-    }
-  }
-  return text;
 }
 
 /// Hash for string keys that also accepts std::string_view (heterogeneous lookup).
@@ -496,128 +485,54 @@ class Gpt2Bpe final : public Tokenizer {
   /// The id "<|endoftext|>" must have.
   static constexpr std::int32_t eot_id = 50256;
 
+  /// The largest encoder.json or vocab.bpe file the loader reads, in bytes (GPT-2's are 1.0 MB
+  /// and 0.5 MB).
+  static constexpr std::uint64_t max_file_bytes = 100'000'000;
+
   /// Loads `dir`/encoder.json and `dir`/vocab.bpe.
   explicit Gpt2Bpe(const std::filesystem::path& dir) : Gpt2Bpe(dir / "encoder.json", dir / "vocab.bpe") {}
 
-  /// Loads the two files. Throws hattn::Error, `Gpt2Bpe: '<encoder_json>': ` followed by
-  /// - `cannot open: <reason>` / `cannot read: <reason>`
+  /// Loads the two files, which must be regular files (io::open_regular_file()) of at most
+  /// max_file_bytes each; encoder.json is read and checked before vocab.bpe is opened. Throws
+  /// hattn::Error `Gpt2Bpe: '<file>': cannot open: <reason>`, `... cannot read: <reason>`,
+  /// `Gpt2Bpe: '<file>' is not a regular file (it is a FIFO)` (or another kind), `Gpt2Bpe: '<file>'
+  /// is <n> bytes, more than the limit of 100000000`, or the content errors of parse().
+  Gpt2Bpe(const std::filesystem::path& encoder_json, const std::filesystem::path& vocab_bpe) {
+    const nlohmann::json encoder = load_encoder(read_regular_file(encoder_json, "Gpt2Bpe:", max_file_bytes), encoder_json);
+    load_merges(read_regular_file(vocab_bpe, "Gpt2Bpe:", max_file_bytes), vocab_bpe, encoder, encoder_json);
+  }
+
+  /// The tokenizer of the given file contents, validated as completely as the files are (for
+  /// contents that do not come from files, and for fuzzing); `encoder_name` and `vocab_name` name
+  /// them in messages. Throws hattn::Error `Gpt2Bpe: '<encoder_name>': ` followed by
   /// - `malformed JSON at byte <k>`
+  /// - `JSON nests arrays and objects deeper than 64 levels`
+  /// - `token "<t>" appears more than once`
   /// - `expected a JSON object mapping tokens to ids, got <type>` (type: array, string, ...)
-  /// - `token "<t>" has id <json>, expected an integer in [0, <n>)` (n: number of tokens)
-  /// - `tokens "<t1>" and "<t2>" both have id <k>`
-  /// - `token "<t>" (id <k>) has character U+<hex>, which is outside GPT-2's byte alphabet`
   /// - `no token for byte 0xNN ("<c>")` (every byte's one-character token must exist)
+  /// - `too many tokens (<n>)` (more than 2^31 - 1)
+  /// - `token "<t>" has id <json>, expected an integer in [0, <n>)` (n: number of tokens; for a
+  ///   value that is not a non-negative integer)
+  /// - `tokens "<t1>" and "<t2>" both have id <k>`
+  /// - `no token has id <k>, while token "<t>" has id <j> (<n> tokens need the ids 0 to <n - 1>)`
+  /// - `token "<t>" (id <k>) has character U+<hex>, which is outside GPT-2's byte alphabet`
   /// - `no "<|endoftext|>" token` / `"<|endoftext|>" has id <k>, expected 50256`
-  /// or `Gpt2Bpe: '<vocab_bpe>': cannot open: <reason>` / `cannot read: <reason>`, or
-  /// `Gpt2Bpe: '<vocab_bpe>' line <l>: ` followed by
+  /// or `Gpt2Bpe: '<vocab_name>' line <l>: ` followed by
   /// - `expected a "#version" comment, got "<line>"` (line 1)
   /// - `expected two tokens separated by one space, got "<line>"`
-  /// - `merge part "<t>" is not a token of '<encoder_json>'`
-  /// - `merge result "<t>" is not a token of '<encoder_json>'`
+  /// - `merge part "<t>" is not a token of '<encoder_name>'`
+  /// - `merge result "<t>" is not a token of '<encoder_name>'`
   /// - `merge "<a> <b>" repeats line <l0>`
-  /// Tokens and lines are shown escaped (quote_token). Lines end at '\n'; a last line without one
-  /// still counts, and an empty last line (after the final '\n') is ignored.
-  Gpt2Bpe(const std::filesystem::path& encoder_json, const std::filesystem::path& vocab_bpe) {
-    using hattn::detail::concat;
-    const std::string enc_where = concat("Gpt2Bpe: ", quoted(encoder_json), ": ");
-    auto fail = [&](const auto&... parts) { throw Error(concat(enc_where, parts...)); };
-
-    // encoder.json: token (in the byte alphabet) -> id, ids a permutation of [0, n).
-    nlohmann::json encoder;
-    try {
-      encoder = nlohmann::json::parse(detail::read_text_file(encoder_json, enc_where));
-    } catch (const nlohmann::json::parse_error& e) {
-      fail("malformed JSON at byte ", e.byte);
-    }
-    if (!encoder.is_object()) fail("expected a JSON object mapping tokens to ids, got ", encoder.type_name());
-    const std::size_t n = encoder.size();
-    if (n > static_cast<std::size_t>(INT32_MAX)) fail("too many tokens (", n, ")");
-    std::vector<const std::string*> token_of(n, nullptr);  // (n) id -> its key in `encoder`
-    for (const auto& [token, value] : encoder.items()) {
-      const bool in_range = (value.is_number_unsigned() && value.get<std::uint64_t>() < n) ||
-                            (value.is_number_integer() && value.get<std::int64_t>() >= 0 &&
-                             static_cast<std::uint64_t>(value.get<std::int64_t>()) < n);
-      if (!in_range)
-        fail("token ", detail::quote_token(token), " has id ", value.dump(), ", expected an integer in [0, ", n, ")");
-      const auto id = static_cast<std::size_t>(value.get<std::int64_t>());
-      if (token_of[id])
-        fail("tokens ", detail::quote_token(*token_of[id]), " and ", detail::quote_token(token), " both have id ", id);
-      token_of[id] = &token;
-    }
-    // n distinct ids in [0, n): every id has its token.
-    std::array<int, 0x144> byte_of_char;  // byte alphabet character -> byte, -1 elsewhere
-    byte_of_char.fill(-1);
-    for (int b = 0; b < 256; ++b) byte_of_char[detail::gpt2_byte_chars[static_cast<std::size_t>(b)]] = b;
-    bytes_.resize(n);
-    for (std::size_t id = 0; id < n; ++id) {
-      const std::string& token = *token_of[id];
-      std::string& raw = bytes_[id];
-      for (std::size_t i = 0; i < token.size();) {  // nlohmann has checked the UTF-8
-        const auto b0 = static_cast<unsigned char>(token[i]);
-        const std::size_t len = b0 < 0x80 ? 1 : b0 < 0xE0 ? 2 : b0 < 0xF0 ? 3 : 4;
-        char32_t c = len == 1 ? b0 : b0 & (0x3Fu >> (len - 1));
-        for (std::size_t k = 1; k < len; ++k) c = (c << 6) | (static_cast<unsigned char>(token[i + k]) & 0x3Fu);
-        if (c >= byte_of_char.size() || byte_of_char[c] < 0)
-          fail("token ", detail::quote_token(token), " (id ", id, ") has character ", detail::code_point_name(c),
-               ", which is outside GPT-2's byte alphabet");
-        raw += static_cast<char>(byte_of_char[c]);
-        i += len;
-      }
-    }
-    for (int b = 0; b < 256; ++b) {
-      std::string ch;
-      detail::append_utf8(ch, detail::gpt2_byte_chars[static_cast<std::size_t>(b)]);
-      const auto it = encoder.find(ch);
-      if (it == encoder.end()) {
-        char hex[8];
-        std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned>(b));
-        fail("no token for byte ", hex, " (", detail::quote_token(ch), ")");
-      }
-      byte_id_[static_cast<std::size_t>(b)] = it->get<std::int32_t>();
-    }
-    const auto eot_it = encoder.find("<|endoftext|>");
-    if (eot_it == encoder.end()) fail("no \"<|endoftext|>\" token");
-    if (eot_it->get<std::int64_t>() != eot_id)
-      fail("\"<|endoftext|>\" has id ", eot_it->get<std::int64_t>(), ", expected ", eot_id);
-
-    // vocab.bpe: "#version..." then "left right" per line, rank = line - 2.
-    const std::string bpe_where = concat("Gpt2Bpe: ", quoted(vocab_bpe), ": ");
-    const std::string text = detail::read_text_file(vocab_bpe, bpe_where);
-    std::size_t line_no = 0;
-    for (std::size_t pos = 0; pos < text.size();) {
-      const std::size_t eol = std::min(text.find('\n', pos), text.size());
-      const std::string_view line(text.data() + pos, eol - pos);
-      pos = eol + 1;
-      ++line_no;
-      auto bad_line = [&](const auto&... parts) {
-        throw Error(concat("Gpt2Bpe: ", quoted(vocab_bpe), " line ", line_no, ": ", parts...));
-      };
-      if (line_no == 1) {
-        if (!line.starts_with("#version")) bad_line("expected a \"#version\" comment, got ", detail::quote_token(line));
-        continue;
-      }
-      const std::size_t space = line.find(' ');
-      if (space == std::string_view::npos || space == 0 || space + 1 == line.size() ||
-          line.find(' ', space + 1) != std::string_view::npos)
-        bad_line("expected two tokens separated by one space, got ", detail::quote_token(line));
-      const std::string_view left = line.substr(0, space), right = line.substr(space + 1);
-      auto id_of = [&](std::string_view token, const char* what) {
-        const auto it = encoder.find(std::string(token));
-        if (it == encoder.end())
-          bad_line("merge ", what, " ", detail::quote_token(token), " is not a token of ", quoted(encoder_json));
-        return it->get<std::int32_t>();
-      };
-      const std::int32_t a = id_of(left, "part"), b = id_of(right, "part");
-      std::string joined(left);
-      joined += right;
-      const std::int32_t ab = id_of(joined, "result");
-      const auto rank = static_cast<std::int32_t>(line_no - 2);
-      const auto [it, inserted] = merges_.try_emplace(pair_key(a, b), Merge{rank, ab});
-      if (!inserted)
-        bad_line("merge ", detail::quote_token(line), " repeats line ", static_cast<std::size_t>(it->second.rank) + 2);
-    }
-    if (line_no == 0) throw Error(concat("Gpt2Bpe: ", quoted(vocab_bpe), " line 1: expected a \"#version\" comment, got \"\""));
-    n_merges_ = line_no - 1;
+  /// Tokens and lines are shown escaped, at most 64 bytes of them (quote_token). Lines end at
+  /// '\n'; a last line without one still counts, and an empty last line (after the final '\n') is
+  /// ignored.
+  static Gpt2Bpe parse(std::string_view encoder_json, std::string_view vocab_bpe,
+                       const std::filesystem::path& encoder_name = "encoder.json",
+                       const std::filesystem::path& vocab_name = "vocab.bpe") {
+    Gpt2Bpe tok;
+    const nlohmann::json encoder = tok.load_encoder(encoder_json, encoder_name);
+    tok.load_merges(vocab_bpe, vocab_name, encoder, encoder_name);
+    return tok;
   }
 
   /// GPT-2's token ids of `text` (any bytes; see the file comment).
@@ -682,6 +597,133 @@ class Gpt2Bpe final : public Tokenizer {
   }
 
  private:
+  Gpt2Bpe() = default;
+
+  // encoder.json: token (in the byte alphabet) -> id, ids a permutation of [0, n). Fills bytes_
+  // and byte_id_; returns the document, which load_merges() looks tokens up in.
+  nlohmann::json load_encoder(std::string_view text, const std::filesystem::path& name) {
+    using hattn::detail::concat;
+    const std::string where = concat("Gpt2Bpe: ", quoted(name), ": ");
+    auto fail = [&](const auto&... parts) { throw Error(concat(where, parts...)); };
+
+    io::ParsedJson parsed = io::parse_json(text);
+    if (parsed.problem) {
+      const io::JsonProblem& p = *parsed.problem;
+      if (p.kind == io::JsonProblem::Kind::syntax) fail("malformed JSON at byte ", p.byte);
+      if (p.kind == io::JsonProblem::Kind::duplicate_key && p.path.empty())
+        fail("token ", detail::quote_token(p.key), " appears more than once");
+      fail("JSON ", p.describe());
+    }
+    nlohmann::json encoder = std::move(parsed.value);
+    if (!encoder.is_object()) fail("expected a JSON object mapping tokens to ids, got ", encoder.type_name());
+
+    // Every byte's one-character token, first: a file that lacks one fails here, not on the ids
+    // that its absence shifts.
+    std::array<std::string, 256> byte_token;
+    for (int b = 0; b < 256; ++b) {
+      std::string& ch = byte_token[static_cast<std::size_t>(b)];
+      detail::append_utf8(ch, detail::gpt2_byte_chars[static_cast<std::size_t>(b)]);
+      if (!encoder.contains(ch)) {
+        char hex[8];
+        std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned>(b));
+        fail("no token for byte ", hex, " (", detail::quote_token(ch), ")");
+      }
+    }
+
+    const std::size_t n = encoder.size();
+    if (n > static_cast<std::size_t>(INT32_MAX)) fail("too many tokens (", n, ")");
+    std::vector<const std::string*> token_of(n, nullptr);  // (n) id -> its key in `encoder`
+    const std::string* beyond = nullptr;                   // the first token with an id >= n
+    std::uint64_t beyond_id = 0;
+    for (const auto& [token, value] : encoder.get_ref<const nlohmann::json::object_t&>()) {
+      const bool non_negative =
+          value.is_number_unsigned() || (value.is_number_integer() && value.get<std::int64_t>() >= 0);
+      if (!non_negative)
+        fail("token ", detail::quote_token(token), " has id ", io::json_excerpt(value), ", expected an integer in [0, ",
+             n, ")");
+      const auto id = value.get<std::uint64_t>();
+      if (id >= n) {
+        if (!beyond) beyond = &token, beyond_id = id;
+        continue;
+      }
+      if (token_of[id])
+        fail("tokens ", detail::quote_token(*token_of[id]), " and ", detail::quote_token(token), " both have id ", id);
+      token_of[id] = &token;
+    }
+    if (beyond) {  // n tokens, one of them beyond [0, n): some id in [0, n) has no token
+      const auto missing = static_cast<std::size_t>(std::find(token_of.begin(), token_of.end(), nullptr) - token_of.begin());
+      fail("no token has id ", missing, ", while token ", detail::quote_token(*beyond), " has id ", beyond_id, " (", n,
+           " tokens need the ids 0 to ", n - 1, ")");
+    }
+    // n distinct ids in [0, n): every id has its token.
+    std::array<int, 0x144> byte_of_char;  // byte alphabet character -> byte, -1 elsewhere
+    byte_of_char.fill(-1);
+    for (int b = 0; b < 256; ++b) byte_of_char[detail::gpt2_byte_chars[static_cast<std::size_t>(b)]] = b;
+    bytes_.resize(n);
+    for (std::size_t id = 0; id < n; ++id) {
+      const std::string& token = *token_of[id];
+      std::string& raw = bytes_[id];
+      for (std::size_t i = 0; i < token.size();) {  // parse_json has checked the UTF-8
+        const auto b0 = static_cast<unsigned char>(token[i]);
+        const std::size_t len = b0 < 0x80 ? 1 : b0 < 0xE0 ? 2 : b0 < 0xF0 ? 3 : 4;
+        char32_t c = len == 1 ? b0 : b0 & (0x3Fu >> (len - 1));
+        for (std::size_t k = 1; k < len; ++k) c = (c << 6) | (static_cast<unsigned char>(token[i + k]) & 0x3Fu);
+        if (c >= byte_of_char.size() || byte_of_char[c] < 0)
+          fail("token ", detail::quote_token(token), " (id ", id, ") has character ", detail::code_point_name(c),
+               ", which is outside GPT-2's byte alphabet");
+        raw += static_cast<char>(byte_of_char[c]);
+        i += len;
+      }
+    }
+    for (std::size_t b = 0; b < 256; ++b) byte_id_[b] = encoder.find(byte_token[b])->get<std::int32_t>();
+    const auto eot_it = encoder.find("<|endoftext|>");
+    if (eot_it == encoder.end()) fail("no \"<|endoftext|>\" token");
+    if (eot_it->get<std::int64_t>() != eot_id)
+      fail("\"<|endoftext|>\" has id ", eot_it->get<std::int64_t>(), ", expected ", eot_id);
+    return encoder;
+  }
+
+  // vocab.bpe: "#version..." then "left right" per line, rank = line - 2.
+  void load_merges(std::string_view text, const std::filesystem::path& name, const nlohmann::json& encoder,
+                   const std::filesystem::path& encoder_name) {
+    using hattn::detail::concat;
+    std::size_t line_no = 0;
+    for (std::size_t pos = 0; pos < text.size();) {
+      const std::size_t eol = std::min(text.find('\n', pos), text.size());
+      const std::string_view line(text.data() + pos, eol - pos);
+      pos = eol + 1;
+      ++line_no;
+      auto bad_line = [&](const auto&... parts) {
+        throw Error(concat("Gpt2Bpe: ", quoted(name), " line ", line_no, ": ", parts...));
+      };
+      if (line_no == 1) {
+        if (!line.starts_with("#version")) bad_line("expected a \"#version\" comment, got ", detail::quote_token(line));
+        continue;
+      }
+      const std::size_t space = line.find(' ');
+      if (space == std::string_view::npos || space == 0 || space + 1 == line.size() ||
+          line.find(' ', space + 1) != std::string_view::npos)
+        bad_line("expected two tokens separated by one space, got ", detail::quote_token(line));
+      const std::string_view left = line.substr(0, space), right = line.substr(space + 1);
+      auto id_of = [&](std::string_view token, const char* what) {
+        const auto it = encoder.find(std::string(token));
+        if (it == encoder.end())
+          bad_line("merge ", what, " ", detail::quote_token(token), " is not a token of ", quoted(encoder_name));
+        return it->get<std::int32_t>();
+      };
+      const std::int32_t a = id_of(left, "part"), b = id_of(right, "part");
+      std::string joined(left);
+      joined += right;
+      const std::int32_t ab = id_of(joined, "result");
+      const auto rank = static_cast<std::int32_t>(line_no - 2);
+      const auto [it, inserted] = merges_.try_emplace(pair_key(a, b), Merge{rank, ab});
+      if (!inserted)
+        bad_line("merge ", detail::quote_token(line), " repeats line ", static_cast<std::size_t>(it->second.rank) + 2);
+    }
+    if (line_no == 0) throw Error(concat("Gpt2Bpe: ", quoted(name), " line 1: expected a \"#version\" comment, got \"\""));
+    n_merges_ = line_no - 1;
+  }
+
   struct Merge {
     std::int32_t rank;    ///< line of vocab.bpe less 2: lower merges first
     std::int32_t result;  ///< id of the merged token

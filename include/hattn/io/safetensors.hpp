@@ -3,9 +3,11 @@
 /// Reading and writing the safetensors format: an 8-byte little-endian header length N, N bytes of
 /// UTF-8 JSON mapping each tensor name to {"dtype", "shape", "data_offsets": [begin, end]} (offsets
 /// relative to the first byte after the header) plus an optional "__metadata__" object of strings,
-/// then the raw little-endian, row-major tensor data. The reader accepts exactly the files the
-/// reference implementation accepts: the tensors must cover the data section with no gap, overlap
-/// or trailing byte (the format forbids holes so that a file cannot double as another format).
+/// then the raw little-endian, row-major tensor data. The reader accepts the files the reference
+/// implementation accepts: the tensors must cover the data section with no gap, overlap or
+/// trailing byte (the format forbids holes so that a file cannot double as another format), and
+/// the header is at most 100 MB. Stricter than the reference, it also rejects a key twice in one
+/// JSON object and arrays or objects nested more than 64 deep (io/json.hpp).
 /// POSIX only (open/read/write/fsync/rename), for atomic and durable writes.
 
 #include <fcntl.h>
@@ -38,6 +40,9 @@
 
 #include "hattn/core/error.hpp"
 #include "hattn/core/tensor.hpp"
+#include "hattn/io/excerpt.hpp"
+#include "hattn/io/json.hpp"
+#include "hattn/io/regular_file.hpp"
 
 static_assert(std::endian::native == std::endian::little,
               "hattn/io/safetensors.hpp copies tensor bytes as they are: it needs a little-endian host, "
@@ -108,14 +113,13 @@ inline std::string bracket_shape(const std::vector<Index>& shape) {
 /// The text of errno value `err`, e.g. "No space left on device".
 inline std::string errno_text(int err) { return std::generic_category().message(err); }
 
-/// Element count of `shape`, or nothing when a product would exceed the largest Index.
+/// Element count of `shape`, or nothing when an extent is negative or a partial product (taken
+/// left to right, as the reference implementation does) exceeds the largest Index: [2^62, 4, 0] is
+/// too large although it holds no element.
 inline std::optional<Index> checked_numel(const std::vector<Index>& shape) {
-  if (std::find(shape.begin(), shape.end(), Index{0}) != shape.end()) return Index{0};
   Index n = 1;
-  for (Index d : shape) {
-    if (d < 0 || n > std::numeric_limits<Index>::max() / d) return std::nullopt;
-    n *= d;
-  }
+  for (Index d : shape)
+    if (d < 0 || __builtin_mul_overflow(n, d, &n)) return std::nullopt;
   return n;
 }
 
@@ -231,21 +235,172 @@ struct TensorInfo {
   std::size_t begin = 0;     ///< first byte, relative to the start of the data section
   std::size_t end = 0;       ///< one past the last byte (end - begin == numel() * dtype_size(dtype))
 
-  /// Number of elements (1 for a scalar, 0 when some extent is 0).
+  /// Number of elements (1 for a scalar, 0 when some extent is 0). Throws hattn::Error
+  /// `TensorInfo::numel: shape [...] has a negative extent or too many elements` when `shape` is
+  /// one that read_safetensors() rejects (checked_numel()).
   Index numel() const {
-    Index n = 1;
-    for (Index d : shape) n *= d;
-    return n;
+    const std::optional<Index> n = detail::checked_numel(shape);
+    if (!n)
+      throw Error("TensorInfo::numel: shape " + detail::bracket_shape(shape) +
+                  " has a negative extent or too many elements");
+    return *n;
   }
   /// Number of data bytes.
   std::size_t nbytes() const { return end - begin; }
 };
 
+/// The largest header the format allows, in bytes (the reference implementation's limit).
+inline constexpr std::uint64_t max_header_bytes = 100'000'000;
+
+namespace detail {
+
+/// A validated header: the tensor table in data order, the metadata, and the size of the data
+/// section the tensors tile.
+struct HeaderTable {
+  std::vector<std::string> names;               ///< in data order
+  std::vector<TensorInfo> infos;                ///< parallel to names
+  std::map<std::string, std::string> metadata;  ///< "__metadata__"
+  std::uint64_t data_bytes = 0;                 ///< the size of the data section
+};
+
+/// Throws `<where>header length <N> ...` unless the header length `header_len` read from a file of
+/// `file_size` >= 8 bytes fits in the file and in max_header_bytes.
+inline void check_header_length(std::uint64_t header_len, std::uint64_t file_size, const std::string& where) {
+  using hattn::detail::concat;
+  if (header_len > file_size - 8)
+    throw Error(concat(where, "header length ", header_len, " runs past the end of the file (", file_size - 8,
+                       " bytes follow the length)"));
+  if (header_len > max_header_bytes)
+    throw Error(concat(where, "header length ", header_len, " is over the format's limit of ", max_header_bytes,
+                       " bytes"));
+}
+
+/// The problem of a duplicate key in the header, as read_safetensors() words it.
+inline std::string duplicate_key_message(const JsonProblem& p) {
+  const std::string k = excerpt(p.key);
+  if (p.path.empty()) return "header has key '" + k + "' more than once";
+  const std::string outer = excerpt(p.path[0]);
+  if (p.path[0] == "__metadata__") {
+    if (p.path.size() == 1) return "\"__metadata__\" has key '" + k + "' more than once";
+    return "\"__metadata__\" value for key '" + excerpt(p.path[1]) + "' has key '" + k + "' more than once";
+  }
+  if (p.path.size() == 1) return "tensor '" + outer + "': entry has key '" + k + "' more than once";
+  return "tensor '" + outer + "': \"" + excerpt(p.path[1]) + "\" has key '" + k + "' more than once";
+}
+
+/// Parses and validates the header text, for a data section of `data_bytes` bytes (see
+/// read_safetensors() for the checks and messages, each prefixed by `where`).
+inline HeaderTable parse_header(std::string_view header_text, std::uint64_t data_bytes, const std::string& where) {
+  using hattn::detail::concat;
+  auto fail = [&](const auto&... parts) { throw Error(concat(where, parts...)); };
+
+  ParsedJson parsed = parse_json(header_text);
+  if (parsed.problem) {
+    const JsonProblem& p = *parsed.problem;
+    if (p.kind == JsonProblem::Kind::duplicate_key) fail(duplicate_key_message(p));
+    fail("header ", p.describe());
+  }
+  const nlohmann::json& header = parsed.value;
+  if (!header.is_object()) fail("header is a JSON ", header.type_name(), ", not an object");
+
+  HeaderTable table;
+  struct Entry {
+    const std::string* name;
+    TensorInfo info;
+  };
+  std::vector<Entry> entries;
+  entries.reserve(header.size());
+  for (const auto& member : header.get_ref<const nlohmann::json::object_t&>()) {
+    const std::string& name = member.first;  // (not a structured binding: lambdas capture these)
+    const nlohmann::json& value = member.second;
+    if (name == "__metadata__") {
+      if (!value.is_object()) fail("\"__metadata__\" must be an object of strings, got ", json_excerpt(value));
+      for (const auto& [k, v] : value.get_ref<const nlohmann::json::object_t&>()) {
+        if (!v.is_string())
+          fail("\"__metadata__\" value for key '", excerpt(k), "' must be a string, got ", json_excerpt(v));
+        table.metadata.emplace(k, v.get_ref<const std::string&>());
+      }
+      continue;
+    }
+    // (the message prefix is built only on failure: building it for every entry would cost more
+    // than parsing them)
+    auto bad = [&](const auto&... parts) { fail("tensor '", excerpt(name), "': ", parts...); };
+    if (!value.is_object()) bad("entry must be an object, got ", json_excerpt(value));
+    const auto field = [&](const char* key) -> const nlohmann::json& {
+      const auto it = value.find(key);
+      if (it == value.end()) bad("missing \"", key, "\"");
+      return *it;
+    };
+    const nlohmann::json &jd = field("dtype"), &js = field("shape"), &jo = field("data_offsets");
+    if (!jd.is_string()) bad("\"dtype\" must be a string, got ", json_excerpt(jd));
+    const auto dtype = detail::find_dtype(jd.get_ref<const std::string&>());
+    if (!dtype) bad("unknown dtype ", json_excerpt(jd));
+    auto is_extent = [](const nlohmann::json& j) {
+      return j.is_number_unsigned() &&
+             j.get<std::uint64_t>() <= static_cast<std::uint64_t>(std::numeric_limits<Index>::max());
+    };
+    if (!js.is_array() || !std::all_of(js.begin(), js.end(), is_extent))
+      bad("\"shape\" must be an array of non-negative integers, got ", json_excerpt(js));
+    if (!jo.is_array() || jo.size() != 2 || !jo[0].is_number_unsigned() || !jo[1].is_number_unsigned())
+      bad("\"data_offsets\" must be an array of two non-negative integers, got ", json_excerpt(jo));
+
+    Entry e{&name, {}};
+    e.info.dtype = *dtype;
+    e.info.shape.reserve(js.size());
+    for (const auto& d : js) e.info.shape.push_back(static_cast<Index>(d.get<std::uint64_t>()));
+    const auto b = jo[0].get<std::uint64_t>(), en = jo[1].get<std::uint64_t>();
+    if (b > en) bad("data_offsets [", b, ", ", en, "] have begin > end");
+    const auto numel = detail::checked_numel(e.info.shape);
+    const auto need = numel ? detail::checked_nbytes(*numel, *dtype) : std::nullopt;
+    if (!need) bad("shape ", detail::bracket_shape(e.info.shape), " is too large");
+    if (en - b != *need)
+      bad("data_offsets [", b, ", ", en, "] hold ", en - b, " bytes, but ", dtype_name(*dtype),
+          " shape ", detail::bracket_shape(e.info.shape), " needs ", *need);
+    e.info.begin = static_cast<std::size_t>(b);
+    e.info.end = static_cast<std::size_t>(en);
+    entries.push_back(std::move(e));
+  }
+
+  // Layout: in data order the tensors tile [0, last end) exactly.
+  std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    return std::pair(a.info.begin, a.info.end) < std::pair(b.info.begin, b.info.end);
+  });
+  std::uint64_t covered = 0;
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const TensorInfo& t = entries[i].info;
+    if (t.begin == covered) {
+      covered = t.end;
+      continue;
+    }
+    const std::string span =
+        concat("tensor '", excerpt(*entries[i].name), "': data_offsets [", t.begin, ", ", t.end, "] ");
+    if (i == 0) fail(span, "leave a gap at the start of the data section");
+    const Entry& prev = entries[i - 1];
+    fail(span, t.begin > covered ? "leave a gap after" : "overlap", " tensor '", excerpt(*prev.name), "' at [",
+         prev.info.begin, ", ", prev.info.end, "]");
+  }
+  if (data_bytes < covered) fail("truncated data section: ", data_bytes, " bytes, but tensors end at byte ", covered);
+  if (data_bytes > covered)
+    fail("data section is ", data_bytes, " bytes, but tensors end at byte ", covered, " (trailing bytes)");
+
+  table.data_bytes = covered;
+  table.names.reserve(entries.size());
+  table.infos.reserve(entries.size());
+  for (Entry& e : entries) {
+    table.names.push_back(*e.name);
+    table.infos.push_back(std::move(e.info));
+  }
+  return table;
+}
+
+}  // namespace detail
+
 class SafetensorsFile;
 SafetensorsFile read_safetensors(const std::filesystem::path& path);
+SafetensorsFile parse_safetensors(std::span<const std::byte> bytes, const std::filesystem::path& name);
 
 /// A parsed and fully validated safetensors file held in memory: the tensor table (in data order),
-/// the metadata and the data bytes. Obtained from read_safetensors(); move-only (it owns the bytes,
+/// the metadata and the data bytes. Obtained from read_safetensors() or parse_safetensors(); move-only (it owns the bytes,
 /// and spans from bytes() stay valid across moves). Read-only, so safe to share between threads.
 class SafetensorsFile {
  public:
@@ -276,7 +431,7 @@ class SafetensorsFile {
   }
 
   /// The whole data section (the bytes after the header).
-  std::span<const std::byte> data() const { return {buffer_.get() + data_start_, data_size_}; }
+  std::span<const std::byte> data() const { return {buffer_.get(), data_size_}; }
 
   /// Copies tensor `name` into `out`, which must have room for its numel() elements of T.
   /// Throws hattn::Error `SafetensorsFile::copy_to: '<path>': tensor '<name>' has dtype F64, expected
@@ -324,6 +479,17 @@ class SafetensorsFile {
 
  private:
   friend SafetensorsFile read_safetensors(const std::filesystem::path& path);
+  friend SafetensorsFile parse_safetensors(std::span<const std::byte> bytes, const std::filesystem::path& name);
+
+  // Takes the table and allocates (uninitialized) room for the data section.
+  void adopt(detail::HeaderTable&& t) {
+    names_ = std::move(t.names);
+    infos_ = std::move(t.infos);
+    metadata_ = std::move(t.metadata);
+    data_size_ = static_cast<std::size_t>(t.data_bytes);
+    for (std::size_t i = 0; i < names_.size(); ++i) index_.emplace(names_[i], i);
+    buffer_ = std::make_unique_for_overwrite<std::byte[]>(data_size_);
+  }
 
   std::size_t find(std::string_view name) const {
     const auto it = index_.find(name);
@@ -340,8 +506,7 @@ class SafetensorsFile {
   }
 
   std::filesystem::path path_;
-  std::unique_ptr<std::byte[]> buffer_;  // the whole file
-  std::size_t data_start_ = 0;           // 8 + header length
+  std::unique_ptr<std::byte[]> buffer_;  // the data section
   std::size_t data_size_ = 0;
   std::vector<std::string> names_;                         // data order
   std::vector<TensorInfo> infos_;                          // parallel to names_
@@ -349,14 +514,23 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
-/// Reads and validates the safetensors file at `path` (all of it, into memory). Every defect throws
-/// hattn::Error `read_safetensors: '<path>': <problem>`, where <problem> is one of:
-/// - `cannot open: <errno text>` / `cannot read: <errno text>` (e.g. `Is a directory`)
+/// Reads and validates the safetensors file at `path` (all of it, into memory). Only a regular
+/// file is read (see open_regular_file()), the header only once its length fits the file and the
+/// format's limit, the data only once the header is valid and accounts for every byte of it. Every
+/// defect throws hattn::Error `read_safetensors: '<path>' is not a regular file (it is a FIFO)`
+/// (or another kind, see open_regular_file()) or `read_safetensors: '<path>': <problem>`, where
+/// <problem> is one of:
+/// - `cannot open: <errno text>` / `cannot read: <errno text>`
 /// - `file is <n> bytes, too short for the 8-byte header length`
 /// - `header length <N> runs past the end of the file (<m> bytes follow the length)`
+/// - `header length <N> is over the format's limit of 100000000 bytes`
+/// - `file changed while it was read (it was <n> bytes when opened)`
 /// - `header is not valid JSON: <nlohmann's message>` (also invalid UTF-8)
+/// - `header nests arrays and objects deeper than 64 levels`
 /// - `header is a JSON <type>, not an object` (e.g. `array`)
-/// - `header has key '<key>' more than once`
+/// - `header has key '<key>' more than once`, `tensor '<name>': entry has key '<key>' more than
+///   once`, `"__metadata__" has key '<key>' more than once` (and for deeper objects
+///   `tensor '<name>': "<field>" has key '<key>' more than once`)
 /// - `"__metadata__" must be an object of strings, got <json>` /
 ///   `"__metadata__" value for key '<key>' must be a string, got <json>`
 /// - `tensor '<name>': entry must be an object, got <json>` / `tensor '<name>': missing "<field>"`
@@ -364,158 +538,62 @@ class SafetensorsFile {
 /// - `tensor '<name>': "shape" must be an array of non-negative integers, got <json>`
 /// - `tensor '<name>': "data_offsets" must be an array of two non-negative integers, got <json>`
 /// - `tensor '<name>': data_offsets [b, e] have begin > end`
-/// - `tensor '<name>': shape [...] is too large` (its byte count overflows)
+/// - `tensor '<name>': shape [...] is too large` (a partial product of its extents, or its byte
+///   count, overflows)
 /// - `tensor '<name>': data_offsets [b, e] hold <k> bytes, but F32 shape [...] needs <n>`
 /// - `tensor '<name>': data_offsets [b, e] leave a gap at the start of the data section`
 /// - `tensor '<name>': data_offsets [b, e] leave a gap after tensor '<prev>' at [b', e']`
 /// - `tensor '<name>': data_offsets [b, e] overlap tensor '<prev>' at [b', e']`
 /// - `truncated data section: <m> bytes, but tensors end at byte <e>`
 /// - `data section is <m> bytes, but tensors end at byte <e> (trailing bytes)`
-/// Header keys may come in any order; fields other than dtype/shape/data_offsets are ignored.
+/// Names, keys and JSON values longer than 64 bytes are shown as excerpts (excerpt(),
+/// json_excerpt()). Header keys may come in any order; fields other than dtype/shape/data_offsets
+/// are ignored.
 inline SafetensorsFile read_safetensors(const std::filesystem::path& path) {
   using hattn::detail::concat;
   const std::string where = concat("read_safetensors: ", detail::quoted(path), ": ");
-  auto fail = [&](const auto&... parts) { throw Error(concat(where, parts...)); };
+  const RegularFile file = open_regular_file(path, "read_safetensors:");
+  const std::uint64_t file_size = file.size();
+  auto read_exactly = [&](void* p, std::size_t n) {
+    if (file.read({static_cast<std::byte*>(p), n}) != n)
+      throw Error(concat(where, "file changed while it was read (it was ", file_size, " bytes when opened)"));
+  };
+
+  if (file_size < 8) throw Error(concat(where, "file is ", file_size, " bytes, too short for the 8-byte header length"));
+  std::uint64_t header_len = 0;
+  read_exactly(&header_len, 8);
+  detail::check_header_length(header_len, file_size, where);
+  std::string header(static_cast<std::size_t>(header_len), '\0');
+  read_exactly(header.data(), header.size());
+  detail::HeaderTable table = detail::parse_header(header, file_size - 8 - header_len, where);
 
   SafetensorsFile f;
   f.path_ = path;
+  f.adopt(std::move(table));
+  read_exactly(f.buffer_.get(), f.data_size_);
+  return f;
+}
 
-  // Read the whole file.
-  std::size_t file_size = 0;
-  {
-    detail::Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (fd.get() < 0) fail("cannot open: ", detail::errno_text(errno));
-    struct ::stat st {};
-    if (::fstat(fd.get(), &st) != 0) fail("cannot read: ", detail::errno_text(errno));
-    std::size_t capacity = st.st_size > 0 ? static_cast<std::size_t>(st.st_size) : 0;
-    f.buffer_ = std::make_unique_for_overwrite<std::byte[]>(capacity);
-    while (file_size < capacity) {  // stops early if the file shrinks meanwhile
-      const ::ssize_t r = ::read(fd.get(), f.buffer_.get() + file_size, capacity - file_size);
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        fail("cannot read: ", detail::errno_text(errno));
-      }
-      if (r == 0) break;
-      file_size += static_cast<std::size_t>(r);
-    }
-    if (capacity == 0) {  // a directory reports its own size; read() tells what it is
-      char probe;
-      if (::read(fd.get(), &probe, 1) < 0) fail("cannot read: ", detail::errno_text(errno));
-    }
-  }
-
-  // Length prefix and header.
-  if (file_size < 8) fail("file is ", file_size, " bytes, too short for the 8-byte header length");
+/// Parses and validates `bytes` as the whole of a safetensors file, exactly as read_safetensors()
+/// does a file's content, with the same messages (`read_safetensors: '<name>': <problem>`; no
+/// file system problems). The result holds a copy of the data section and reports `name` as its
+/// path. Meant for bytes from elsewhere than a file, and for fuzzing.
+inline SafetensorsFile parse_safetensors(std::span<const std::byte> bytes,
+                                         const std::filesystem::path& name = "<memory>") {
+  using hattn::detail::concat;
+  const std::string where = concat("read_safetensors: ", detail::quoted(name), ": ");
+  const std::uint64_t file_size = bytes.size();
+  if (file_size < 8) throw Error(concat(where, "file is ", file_size, " bytes, too short for the 8-byte header length"));
   std::uint64_t header_len = 0;
-  std::memcpy(&header_len, f.buffer_.get(), 8);
-  if (header_len > file_size - 8)
-    fail("header length ", header_len, " runs past the end of the file (", file_size - 8,
-         " bytes follow the length)");
-  const auto* hbegin = reinterpret_cast<const char*>(f.buffer_.get()) + 8;
-  const std::string_view header_text(hbegin, static_cast<std::size_t>(header_len));
+  std::memcpy(&header_len, bytes.data(), 8);
+  detail::check_header_length(header_len, file_size, where);
+  const std::string_view header(reinterpret_cast<const char*>(bytes.data()) + 8, static_cast<std::size_t>(header_len));
+  detail::HeaderTable table = detail::parse_header(header, file_size - 8 - header_len, where);
 
-  // nlohmann keeps the last of duplicate keys silently; the callback sees every top-level key.
-  std::optional<std::string> duplicate;
-  std::vector<std::string> seen;
-  auto cb = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
-    if (depth == 1 && event == nlohmann::json::parse_event_t::key && !duplicate) {
-      const std::string& k = parsed.get_ref<const std::string&>();
-      if (std::find(seen.begin(), seen.end(), k) != seen.end()) duplicate = k;
-      else seen.push_back(k);
-    }
-    return true;
-  };
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(header_text.begin(), header_text.end(), cb);
-  } catch (const nlohmann::json::parse_error& e) {
-    std::string msg = e.what();
-    if (const auto close = msg.find("] "); msg.starts_with("[json.exception") && close != std::string::npos)
-      msg.erase(0, close + 2);  // drop "[json.exception.parse_error.101] "
-    fail("header is not valid JSON: ", msg);
-  }
-  if (!header.is_object()) fail("header is a JSON ", header.type_name(), ", not an object");
-  if (duplicate) fail("header has key '", *duplicate, "' more than once");
-
-  // Entries.
-  struct Entry {
-    std::string name;
-    TensorInfo info;
-  };
-  std::vector<Entry> entries;
-  for (const auto& [name, value] : header.items()) {
-    if (name == "__metadata__") {
-      if (!value.is_object()) fail("\"__metadata__\" must be an object of strings, got ", value.dump());
-      for (const auto& [k, v] : value.items()) {
-        if (!v.is_string())
-          fail("\"__metadata__\" value for key '", k, "' must be a string, got ", v.dump());
-        f.metadata_.emplace(k, v.get<std::string>());
-      }
-      continue;
-    }
-    const std::string tensor = concat("tensor '", name, "': ");
-    if (!value.is_object()) fail(tensor, "entry must be an object, got ", value.dump());
-    for (const char* field : {"dtype", "shape", "data_offsets"})
-      if (!value.contains(field)) fail(tensor, "missing \"", field, "\"");
-    const auto& jd = value["dtype"];
-    const auto& js = value["shape"];
-    const auto& jo = value["data_offsets"];
-    if (!jd.is_string()) fail(tensor, "\"dtype\" must be a string, got ", jd.dump());
-    const auto dtype = detail::find_dtype(jd.get_ref<const std::string&>());
-    if (!dtype) fail(tensor, "unknown dtype ", jd.dump());
-    auto is_extent = [](const nlohmann::json& j) {
-      return j.is_number_unsigned() &&
-             j.get<std::uint64_t>() <= static_cast<std::uint64_t>(std::numeric_limits<Index>::max());
-    };
-    if (!js.is_array() || !std::all_of(js.begin(), js.end(), is_extent))
-      fail(tensor, "\"shape\" must be an array of non-negative integers, got ", js.dump());
-    if (!jo.is_array() || jo.size() != 2 || !jo[0].is_number_unsigned() || !jo[1].is_number_unsigned())
-      fail(tensor, "\"data_offsets\" must be an array of two non-negative integers, got ", jo.dump());
-
-    Entry e{name, {}};
-    e.info.dtype = *dtype;
-    for (const auto& d : js) e.info.shape.push_back(static_cast<Index>(d.get<std::uint64_t>()));
-    const auto b = jo[0].get<std::uint64_t>(), en = jo[1].get<std::uint64_t>();
-    if (b > en) fail(tensor, "data_offsets [", b, ", ", en, "] have begin > end");
-    const auto numel = detail::checked_numel(e.info.shape);
-    const auto need = numel ? detail::checked_nbytes(*numel, *dtype) : std::nullopt;
-    if (!need) fail(tensor, "shape ", detail::bracket_shape(e.info.shape), " is too large");
-    if (en - b != *need)
-      fail(tensor, "data_offsets [", b, ", ", en, "] hold ", en - b, " bytes, but ", dtype_name(*dtype),
-           " shape ", detail::bracket_shape(e.info.shape), " needs ", *need);
-    e.info.begin = static_cast<std::size_t>(b);
-    e.info.end = static_cast<std::size_t>(en);
-    entries.push_back(std::move(e));
-  }
-
-  // Layout: in data order the tensors tile [0, last end) exactly.
-  std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
-    return std::pair(a.info.begin, a.info.end) < std::pair(b.info.begin, b.info.end);
-  });
-  std::size_t covered = 0;
-  for (std::size_t i = 0; i < entries.size(); ++i) {
-    const TensorInfo& t = entries[i].info;
-    if (t.begin == covered) {
-      covered = t.end;
-      continue;
-    }
-    const std::string span = concat("tensor '", entries[i].name, "': data_offsets [", t.begin, ", ", t.end, "] ");
-    if (i == 0) fail(span, "leave a gap at the start of the data section");
-    const Entry& prev = entries[i - 1];
-    fail(span, t.begin > covered ? "leave a gap after" : "overlap", " tensor '", prev.name, "' at [",
-         prev.info.begin, ", ", prev.info.end, "]");
-  }
-  f.data_start_ = 8 + static_cast<std::size_t>(header_len);
-  f.data_size_ = file_size - f.data_start_;
-  if (f.data_size_ < covered) fail("truncated data section: ", f.data_size_, " bytes, but tensors end at byte ", covered);
-  if (f.data_size_ > covered)
-    fail("data section is ", f.data_size_, " bytes, but tensors end at byte ", covered, " (trailing bytes)");
-
-  for (std::size_t i = 0; i < entries.size(); ++i) {
-    f.index_.emplace(entries[i].name, i);
-    f.names_.push_back(std::move(entries[i].name));
-    f.infos_.push_back(std::move(entries[i].info));
-  }
+  SafetensorsFile f;
+  f.path_ = name;
+  f.adopt(std::move(table));
+  if (f.data_size_ > 0) std::memcpy(f.buffer_.get(), bytes.data() + 8 + header_len, f.data_size_);
   return f;
 }
 

@@ -7,8 +7,11 @@
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -21,9 +24,6 @@
 
 namespace hattn {
 
-/// The metadata key of a training checkpoint's state (JSON: step, model_step, model_seed,
-/// data_seed, data_stream, data_position).
-inline constexpr const char* train_state_key = "hattn.train_state";
 /// Tensor name prefixes of the optimizer's moments.
 inline constexpr const char* first_moment_prefix = "optimizer.exp_avg.";
 inline constexpr const char* second_moment_prefix = "optimizer.exp_avg_sq.";
@@ -36,9 +36,17 @@ struct TrainingCheckpoint {
 };
 
 /// Reads just a checkpoint's metadata (hattn.config, preset, tokenizer, ...), e.g. to pick the
-/// compiled preset before building the model.
+/// compiled preset before building the model. `hattn.config` and `hattn.train_state`, when
+/// present, are validated (parse_checkpoint_config(), parse_train_state()), so that a caller may
+/// parse them without checks of its own; errors name the file: `read_checkpoint_metadata:
+/// '<path>': metadata hattn.config: "levels" must be an integer in [1, 30], got 1e+300`. Format
+/// defects come from read_safetensors.
 inline std::map<std::string, std::string> read_checkpoint_metadata(const std::filesystem::path& path) {
-  return io::read_safetensors(path).metadata();
+  std::map<std::string, std::string> meta = io::read_safetensors(path).metadata();
+  const std::string where = detail::concat("read_checkpoint_metadata: '", path.string(), "': ");
+  if (const auto it = meta.find(config_key); it != meta.end()) parse_checkpoint_config(it->second, where);
+  if (const auto it = meta.find(train_state_key); it != meta.end()) parse_train_state(it->second, where);
+  return meta;
 }
 
 /// Writes `model`'s weights, `state`'s moments and counters, and `extra` metadata to `path`
@@ -81,43 +89,45 @@ void save_training_checkpoint(const std::filesystem::path& path, const Decoder<C
 }
 
 /// Loads a training checkpoint written by save_training_checkpoint into `model` (its weights and
-/// the key of its dropout masks) and returns the trainer state and metadata. All or nothing: on any error (format, a missing or extra tensor, a
-/// shape, a configuration other than the model's, a missing or malformed train state) the model
-/// is unchanged and hattn::Error `load_training_checkpoint: '<path>': ...` (or read_safetensors')
-/// is thrown. Float moments are exact; a double model's are float32-rounded.
+/// the key of its dropout masks) and returns the trainer state and metadata. All or nothing: on
+/// any error the model is unchanged and hattn::Error `load_training_checkpoint: '<path>': <problem>`
+/// (or read_safetensors') is thrown, <problem> being one of
+/// - `no hattn.config metadata (not a hattn checkpoint)`, a malformed `hattn.config`
+///   (parse_checkpoint_config()) or one other than the model's (`checkpoint node_mask is "full",
+///   the model's is "aligned"`, require_same_config())
+/// - `no hattn.train_state metadata (a model checkpoint, not a training checkpoint)` or a malformed
+///   one (parse_train_state())
+/// - `missing tensor '<name>'`, `unexpected tensor '<name>'`, `tensor '<name>' has dtype F16,
+///   expected F32`, `tensor '<name>' has shape [...], the model's is [...]`
+/// - `tensor '<name>' holds nan at [i, j] (weights must be finite)`, `... (first moments must be
+///   finite)`, `... (second moments must be finite and >= 0)` (check_finite_tensor())
+/// Float moments are exact; a double model's are float32-rounded.
 template <Config C, class T>
 TrainingCheckpoint<T> load_training_checkpoint(const std::filesystem::path& path, Decoder<C, T>& model) {
   const io::SafetensorsFile file = io::read_safetensors(path);
-  constexpr const char* op = "load_training_checkpoint";
-  const std::string where = detail::concat("'", path.string(), "'");
+  const std::string where = detail::concat("load_training_checkpoint: '", path.string(), "': ");
+  auto require = [&](bool ok, const auto&... parts) {
+    if (!ok) throw Error(detail::concat(where, parts...));
+  };
   const auto& meta = file.metadata();
   TrainingCheckpoint<T> out;
   out.metadata = meta;
 
   const auto cfg = meta.find(config_key);
-  detail::require(cfg != meta.end(), op, where, ": no ", config_key, " metadata (not a hattn checkpoint)");
-  const nlohmann::json got = nlohmann::json::parse(cfg->second, nullptr, false);
-  const nlohmann::json want = config_json(model);
-  for (const auto& [key, value] : want.items())
-    detail::require(got.is_object() && got.contains(key) && got[key] == value, op, where, ": checkpoint ",
-                    key, " is ", got.is_object() && got.contains(key) ? got[key].dump() : std::string("missing"),
-                    ", the model's is ", value.dump());
+  require(cfg != meta.end(), "no ", config_key, " metadata (not a hattn checkpoint)");
+  require_same_config(parse_checkpoint_config(cfg->second, where), checkpoint_config(model), where);
   const auto st = meta.find(train_state_key);
-  detail::require(st != meta.end(), op, where, ": no ", train_state_key, " metadata (a model checkpoint, "
-                  "not a training checkpoint)");
-  const nlohmann::json s = nlohmann::json::parse(st->second, nullptr, false);
-  for (const char* key : {"step", "model_step", "model_seed", "data_seed", "data_stream", "data_position"})
-    detail::require(s.is_object() && s.contains(key) && s[key].is_number_integer(), op, where, ": ",
-                    train_state_key, " lacks an integer '", key, "'");
+  require(st != meta.end(), "no ", train_state_key, " metadata (a model checkpoint, not a training checkpoint)");
+  const TrainCounters counters = parse_train_state(st->second, where);
 
   std::map<std::string, bool, std::less<>> expected;
   auto check = [&](const std::string& name, const std::vector<Index>& shape) {
-    detail::require(file.contains(name), op, where, ": missing tensor '", name, "'");
+    require(file.contains(name), "missing tensor '", name, "'");
     const io::TensorInfo& info = file.info(name);
-    detail::require(info.dtype == io::DType::F32, op, where, ": tensor '", name, "' has dtype ",
-                    io::dtype_name(info.dtype), ", expected F32");
-    detail::require(info.shape == shape, op, where, ": tensor '", name, "' has shape ",
-                    io::detail::bracket_shape(info.shape), ", the model's is ", io::detail::bracket_shape(shape));
+    require(info.dtype == io::DType::F32, "tensor '", name, "' has dtype ", io::dtype_name(info.dtype),
+            ", expected F32");
+    require(info.shape == shape, "tensor '", name, "' has shape ", io::detail::bracket_shape(info.shape),
+            ", the model's is ", io::detail::bracket_shape(shape));
     expected[name] = true;
   };
   for (const auto& p : model.parameters()) {
@@ -128,15 +138,21 @@ TrainingCheckpoint<T> load_training_checkpoint(const std::filesystem::path& path
     }
   }
   for (const auto& name : file.names())
-    detail::require(expected.count(name) == 1, op, where, ": unexpected tensor '", name, "'");
+    require(expected.count(name) == 1, "unexpected tensor '", io::excerpt(name), "'");
+  for (const auto& p : model.parameters()) {
+    check_finite_tensor(file, p.name, ValueRule::finite, "weights", where);
+    if (!p.trainable()) continue;
+    check_finite_tensor(file, first_moment_prefix + p.name, ValueRule::finite, "first moments", where);
+    check_finite_tensor(file, second_moment_prefix + p.name, ValueRule::finite_non_negative, "second moments", where);
+  }
 
   // Validated: copy.
-  out.state.step = s["step"].get<std::int64_t>();
-  out.state.model_step = s["model_step"].get<std::uint64_t>();
-  out.state.data_seed = s["data_seed"].get<std::uint64_t>();
-  out.state.data_stream = s["data_stream"].get<std::uint64_t>();
-  out.state.data_position = s["data_position"].get<std::uint64_t>();
-  model.set_seed(s["model_seed"].get<std::uint64_t>());  // the key of its dropout masks
+  out.state.step = counters.step;
+  out.state.model_step = counters.model_step;
+  out.state.data_seed = counters.data_seed;
+  out.state.data_stream = counters.data_stream;
+  out.state.data_position = counters.data_position;
+  model.set_seed(counters.model_seed);  // the key of its dropout masks
   for (const auto& p : model.parameters()) {
     const std::vector<float> v = file.read<float>(p.name);
     std::copy(v.begin(), v.end(), p.value);
