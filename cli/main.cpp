@@ -94,25 +94,21 @@ const Preset& preset_of_checkpoint(const fs::path& path) {
   const auto cfg_it = meta.find(hattn::config_key);
   check(cfg_it != meta.end(), "'", path.string(),
                          "' has no hattn.config metadata: not a hattn checkpoint");
-  const auto j = nlohmann::json::parse(cfg_it->second);
-  const hattn::Config c{.levels = j.at("levels"), .heads = j.at("heads"), .d_model = j.at("d_model"),
-                        .blocks = j.at("blocks"),
-                        .node_mask = j.at("node_mask") == "full" ? hattn::NodeMask::full : hattn::NodeMask::aligned};
-  const Preset& p = hattn::cli::preset_for(c, j.at("vocab_size"), j.at("sequence_length"));
+  const auto c = hattn::parse_checkpoint_config(cfg_it->second, "'" + path.string() + "': ");
+  const Preset& p = hattn::cli::preset_for(c.config(), c.vocab_size, c.sequence_length);
   if (const auto it = meta.find(preset_key); it != meta.end())
     check(it->second == p.name, "'", path.string(), "' names preset '", it->second,
                            "' but has the shape of preset '", p.name, "'");
   return p;
 }
 
-/// The step a training checkpoint is at (its hattn.train_state), or nothing when it has none.
+/// The step a training checkpoint is at (its hattn.train_state), or nothing when it has none;
+/// a malformed hattn.train_state throws hattn::Error naming the file and the field.
 std::optional<std::int64_t> checkpoint_step(const fs::path& path) {
   const auto meta = hattn::read_checkpoint_metadata(path);
   const auto it = meta.find(hattn::train_state_key);
   if (it == meta.end()) return std::nullopt;
-  const auto j = nlohmann::json::parse(it->second, nullptr, false);
-  if (!j.is_object() || !j.contains("step") || !j["step"].is_number_integer()) return std::nullopt;
-  return j["step"].get<std::int64_t>();
+  return hattn::parse_train_state(it->second, "'" + path.string() + "': ").step;
 }
 
 /// Loads weights from a training checkpoint or a model checkpoint, whichever `path` is.
@@ -482,11 +478,9 @@ int run_inspect(const std::string& path) {
 
 int run_tokenize(const Common& common) {
   std::unique_ptr<hattn::io::Tokenizer> tok;
-  if (!common.bpe_dir.empty() && fs::exists(fs::path(common.bpe_dir) / "encoder.json") &&
-      fs::exists(fs::path(common.bpe_dir) / "vocab.bpe"))
-    tok = hattn::io::make_tokenizer("gpt2", common.bpe_dir);
-  else
-    tok = hattn::io::make_tokenizer("byte");
+  // --bpe DIR: GPT-2's BPE from DIR, whose files must load (a missing one is an error, never a
+  // quiet fall-back to bytes); without --bpe, bytes.
+  tok = hattn::io::make_tokenizer(common.bpe_dir.empty() ? "byte" : "gpt2", common.bpe_dir);
   const std::string text{std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()};
   const auto ids = tok->encode(text);
   std::string line;
