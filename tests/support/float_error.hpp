@@ -36,17 +36,12 @@ double abs_dot(const A* a, Index sa, const B* b, Index sb, Index n) {
   return s;
 }
 
-/// Bound on the error of a float dot product or GEMM entry of reduction length n, each term
-/// rounded `roundings` more times (an alpha, a rounded scale, a bias or beta C term counted as one
-/// more term): gamma_(n + roundings) * abs_sum, abs_sum = sum |a_i b_i| (+ |c|) (Higham 3.1).
+/// Bound on the error of a float dot product or GEMM entry of reduction length n:
+/// gamma_(n + roundings) abs_sum, abs_sum = sum |a_i b_i| (Higham 3.1). `roundings` counts what
+/// each term goes through beyond its product and the sum: an alpha or a rounded scale adds one;
+/// a bias or beta C term (its magnitude added to abs_sum) is one more term, also one.
 inline double dot_bound(Index n, double abs_sum, int roundings = 0) {
   return gamma(double(n + roundings)) * abs_sum;
-}
-
-/// dot_bound with the stated upper bound sum |a_i b_i| <= n max|a| max|b|, for when the operands
-/// are not at hand.
-inline double dot_bound_max(Index n, double max_a, double max_b, int roundings = 0) {
-  return dot_bound(n, double(n) * max_a * max_b, roundings);
 }
 
 /// Exact softmax and log-sum-exp of one row, with bounds on a float evaluation's error.
