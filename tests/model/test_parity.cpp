@@ -12,6 +12,7 @@
 #include <string>
 
 #include "hattn/hattn.hpp"
+#include "support/float_error.hpp"
 
 #ifndef HATTN_FIXTURE_DIR
 #error "HATTN_FIXTURE_DIR must name tests/fixtures"
@@ -19,6 +20,7 @@
 
 using hattn::Index;
 using hattn::NodeMask;
+namespace fe = hattn::test::fe;
 
 namespace {
 
@@ -42,50 +44,14 @@ double max_abs(const std::vector<float>& v) {
   return m;
 }
 
-// Float error bounds, the same for every correct kernel (docs/model.md, "How it is verified").
-//
-// A float sum of n products, in any order and with or without FMA, is within gamma_n sum |a_i b_i|
-// of the exact sum, gamma_n = n u / (1 - n u), u = 2^-24 (Higham, "Accuracy and Stability of
-// Numerical Algorithms", 3.1). To first order the bounds of a chain of such sums add, so a result at
-// the end of a chain is within gamma_n M, n the sum of the reduction lengths along its longest path
-// and M the magnitude of the operands feeding it. exp, log, sqrt and the divisions add a few u each,
-// far below the reduction terms. The magnitudes are not visible at the end of the network: M is
-// taken as the largest reference entry of the result's group (the tensor for outputs; the module
-// for gradients, see below). That is what the bound assumes, and a wrong op misses it by orders of
-// magnitude: gamma_n stays below 1e-3 for every fixture.
-struct FloatBounds {
-  double forward;   // gamma_n over the forward path: embedding to loss
-  double backward;  // gamma_n over forward, backward and a weight gradient's sum over rows
-};
-
-FloatBounds float_bounds(const nlohmann::json& config) {
-  const double L = config["levels"], H = config["heads"], d = config["d_model"], blocks = config["blocks"];
-  const double V = config["vocab_size"], B = config["batch"], tokens = config["tokens"];
-  const double leaves = std::ldexp(1.0, int(L));
-  const double Tp = std::ceil(tokens / leaves) * leaves;  // padded length: a whole number of chunks
-  // One attention layer: Q/K/V projection (d), scores (d / H), softmax and the weighted sum over at
-  // most Tp keys (2 Tp), output projection (d), LayerNorm (d). A row passes the leaf and every level.
-  const double attention = 3 * d + d / H + 2 * Tp;
-  // A block: two hierarchical attentions, the feed-forward (d, then 4d) and its LayerNorm (d).
-  const double block = 2 * (L + 1) * attention + 6 * d;
-  // The head (d), the log-sum-exp over the vocabulary (V).
-  const double forward = blocks * block + d + 2 * V;
-  // Backward retraces the path; a weight gradient then sums over every row of the batch.
-  const double backward = 2 * forward + B * Tp;
-  const double u = std::ldexp(1.0, -24);
-  const auto gamma = [u](double n) { return n * u / (1 - n * u); };
-  return {gamma(forward), gamma(backward)};
-}
-
-// The module whose gradients share a gradient's operands: the parameter's layer ("...feed_forward.0",
-// "...norm"), and for an attention's projections the whole attention ("...cross_attention"), since
-// dQ, dK and dV all come from the same softmax gradient.
-std::string module_of(std::string name) {
-  name = name.substr(0, name.rfind('.'));  // drop "weight" / "bias"
-  const auto last = name.rfind('.');
-  const std::string layer = last == std::string::npos ? name : name.substr(last + 1);
-  if (layer == "W_q" || layer == "W_k" || layer == "W_v" || layer == "W_o") name = name.substr(0, last);
-  return name;
+// Float error bounds, the same for every correct kernel (docs/model.md, "How it is verified"):
+// tests/support/float_error.hpp derives them. The magnitudes are not visible at the end of the
+// network: M is taken as the largest reference entry of the result's group (the tensor for
+// outputs; the module for gradients, fe::module_of). That is what the bound assumes, and a wrong
+// op misses it by orders of magnitude: gamma_n stays below 1e-3 for every fixture.
+fe::DecoderBounds float_bounds(const nlohmann::json& config) {
+  return fe::decoder_bounds(config["levels"], config["heads"], config["d_model"], config["blocks"],
+                            config["vocab_size"], config["batch"], config["tokens"]);
 }
 
 template <hattn::Config C, class T>
@@ -99,7 +65,7 @@ void check_fixture(const std::string& name) {
   REQUIRE(config["node_mask"] == hattn::node_mask_name(C.node_mask));
   const Index V = config["vocab_size"], S = config["sequence_length"], B = config["batch"], Tn = config["tokens"];
   static constexpr bool is_float = std::is_same_v<T, float>;
-  const FloatBounds fb = float_bounds(config);
+  const fe::DecoderBounds fb = float_bounds(config);
   constexpr double lr = 1e-3;  // the fixtures' Adam steps
   INFO(name << (is_float ? " (float)" : " (double)") << ": gamma forward " << fb.forward << ", backward "
             << fb.backward);
@@ -160,7 +126,7 @@ void check_fixture(const std::string& name) {
   for (const auto& p : model.parameters()) {
     if (!p.trainable()) continue;
     grad_ref[p.name] = file.read<float>("grad." + p.name);
-    double& m = module_scale[module_of(p.name)];
+    double& m = module_scale[fe::module_of(p.name)];
     m = std::max(m, max_abs(grad_ref[p.name]));
   }
   // The gradient bound of every entry of parameter `name` (empty: not trainable), computed once.
@@ -168,7 +134,7 @@ void check_fixture(const std::string& name) {
     std::vector<double> bounds;
     if (!grad_ref.contains(name)) return bounds;
     const auto& ref = grad_ref.at(name);
-    const double scale = module_scale.at(module_of(name));
+    const double scale = module_scale.at(fe::module_of(name));
     bounds.reserve(ref.size());
     for (float g : ref) bounds.push_back(fb.backward * (std::abs(double(g)) + scale));
     return bounds;

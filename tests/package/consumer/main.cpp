@@ -11,6 +11,13 @@ namespace {
 
 int failures = 0;
 
+// The float error bound of y = x W^T + b for any GEMM kernel: a float sum of k products and the
+// bias is within gamma_(k+1) (sum |x w| + |b|) of the exact sum, gamma_n = n u / (1 - n u), u = 2^-24.
+double linear_bound(long k, double magnitude) {
+  const double n = double(k + 1), u = std::ldexp(1.0, -24);
+  return n * u / (1 - n * u) * magnitude;
+}
+
 void expect_near(double got, double want, double tol, const char* what, long i) {
   if (!(std::fabs(got - want) <= tol)) {
     std::fprintf(stderr, "mismatch in %s[%ld]: got %.9g, want %.9g\n", what, i, got, want);
@@ -31,7 +38,11 @@ int main() {
   std::vector<float> y(4, -99.0f);
   hattn::ops::linear_forward<float>(View<float, 2>(y.data(), 2, 2), View<const float, 2>(x.data(), 2, 3),
                                     View<const float, 2>(w.data(), 2, 3), View<const float, 1>(b.data(), 2));
-  for (long i = 0; i < 4; ++i) expect_near(y[i], want[i], 1e-6, "hand-computed y", i);
+  for (long i = 0; i < 4; ++i) {
+    double magnitude = std::fabs(b[i % 2]);
+    for (long l = 0; l < 3; ++l) magnitude += std::fabs(double(x[i / 2 * 3 + l]) * double(w[i % 2 * 3 + l]));
+    expect_near(y[i], want[i], linear_bound(3, magnitude), "hand-computed y", i);
+  }
 
   // Random (M, K) x (N, K)^T, large enough for the parallel GEMM path, against a double loop.
   constexpr long m = 200, k = 70, n = 150;
@@ -43,9 +54,12 @@ int main() {
                                     View<const float, 2>(wr.data(), n, k), View<const float, 1>(br.data(), n));
   for (long i = 0; i < m; ++i)
     for (long j = 0; j < n; ++j) {
-      double s = br[j];
-      for (long l = 0; l < k; ++l) s += double(xr[i * k + l]) * double(wr[j * k + l]);
-      expect_near(yr[i * n + j], s, 1e-4, "random y", i * n + j);
+      double s = br[j], magnitude = std::fabs(br[j]);
+      for (long l = 0; l < k; ++l) {
+        s += double(xr[i * k + l]) * double(wr[j * k + l]);
+        magnitude += std::fabs(double(xr[i * k + l]) * double(wr[j * k + l]));
+      }
+      expect_near(yr[i * n + j], s, linear_bound(k, magnitude), "random y", i * n + j);
     }
 
   // The backend the package was configured with is the one this program links and runs.
