@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "hattn/core/error.hpp"
+#include "hattn/io/regular_file.hpp"  // io::detail::file_kind
 
 namespace hattn::data {
 
@@ -76,27 +77,15 @@ struct FileCloser {
   ~FileCloser() { ::close(fd); }
 };
 
-/// What kind of file `mode` (a stat st_mode) is, for messages: "a FIFO", "a character device",
-/// "a block device", "a socket", "a directory", "a regular file" or "a special file".
-inline const char* file_kind(mode_t mode) {
-  if (S_ISREG(mode)) return "a regular file";
-  if (S_ISDIR(mode)) return "a directory";
-  if (S_ISFIFO(mode)) return "a FIFO";
-  if (S_ISCHR(mode)) return "a character device";
-  if (S_ISBLK(mode)) return "a block device";
-  if (S_ISSOCK(mode)) return "a socket";
-  return "a special file";
-}
-
 /// Throws hattn::Error unless `st` (the fstat of `path`, opened without blocking) describes a
 /// regular file, before anything is read: a FIFO would block, a device such as /dev/zero never
 /// ends. A directory gives "<op>: cannot read '<path>': Is a directory" (as read(2) would say),
-/// anything else "<op>: '<path>' is not a regular file (<file_kind>)".
+/// anything else "<op>: '<path>' is not a regular file (<kind>)", kind as io::detail::file_kind names it.
 inline void require_regular_file(const struct stat& st, const std::filesystem::path& path, const char* op) {
   if (S_ISREG(st.st_mode)) return;
   if (S_ISDIR(st.st_mode))
     throw Error(hattn::detail::concat(op, ": cannot read ", quoted(path), ": ", std::generic_category().message(EISDIR)));
-  throw Error(hattn::detail::concat(op, ": ", quoted(path), " is not a regular file (", file_kind(st.st_mode), ")"));
+  throw Error(hattn::detail::concat(op, ": ", quoted(path), " is not a regular file (", io::detail::file_kind(st.st_mode), ")"));
 }
 
 }  // namespace detail
