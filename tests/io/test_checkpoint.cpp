@@ -370,9 +370,11 @@ TEST_CASE("bad checkpoints throw the exact error and leave the model unchanged",
   SECTION("a weight that is not finite (the first bad one is named)") {
     auto& r = refs[refs.size() - 2];  // linear.weight, (V1, 8)
     REQUIRE(r.name == "linear.weight");
+    const std::vector<float> original(static_cast<const float*>(r.data),
+                                      static_cast<const float*>(r.data) + V1 * 8);  // (V1, 8)
     for (const auto& [value, text] : std::vector<std::pair<float, std::string>>{
              {NAN, "nan"}, {INFINITY, "inf"}, {-INFINITY, "-inf"}}) {
-      std::vector<float> w(static_cast<const float*>(r.data), static_cast<const float*>(r.data) + V1 * 8);
+      std::vector<float> w = original;  // (V1, 8); r.data points at the last pass's copy otherwise
       w[13] = value;  // row 1, column 5
       w[20] = NAN;
       r.data = w.data();
