@@ -16,6 +16,7 @@
 #include "hattn/core/error.hpp"
 #include "hattn/core/parallel.hpp"
 #include "hattn/core/tensor.hpp"
+#include "hattn/core/vector_math.hpp"
 
 namespace hattn::ops {
 
@@ -151,11 +152,9 @@ void attention_forward(Rows<T> o, Rows<const Id<T>> q, Rows<const Id<T>> k, Rows
       const Index n = detail::visible_keys(mask, i0 + r, tk);
       T top = row[0];
       for (Index j = 1; j < n; ++j) top = std::max(top, row[j]);
+      exp_shifted(row, row, n, top);  // one vector exp for every entry (core/vector_math.hpp)
       T sum = 0;
-      for (Index j = 0; j < n; ++j) {
-        row[j] = std::exp(row[j] - top);
-        sum += row[j];
-      }
+      for (Index j = 0; j < n; ++j) sum += row[j];
       const T inv = T(1) / sum;
       for (Index j = 0; j < n; ++j) row[j] *= inv;
       std::fill(row + n, row + kv, T(0));
@@ -225,7 +224,7 @@ void attention_backward(Rows<const T> dout, Rows<const Id<T>> q, Rows<const Id<T
         T* row = p + r * kv;  // (kv)
         const Index n = detail::visible_keys(mask, i0 + r, tk);
         const T l = lse_gh[i0 + r];
-        for (Index j = 0; j < n; ++j) row[j] = std::exp(row[j] - l);
+        exp_shifted(row, row, n, l);  // P = exp(S - lse), with the forward pass's exp
         std::fill(row + n, row + kv, T(0));
       }
       if (dv.data) {
