@@ -47,10 +47,16 @@ struct Case {
   }
   Index out_size() const { return groups * tq * cols(); }
   Index lse_size() const { return groups * heads * tq; }
+  std::string mask_name() const {
+    if (mask == Mask::none) return ", none";
+    if (mask == Mask::causal) return ", causal";
+    if (mask == Mask::notebook) return ", notebook";
+    return ", summaries " + std::to_string(mask.keys) + " of " + std::to_string(mask.rows);
+  }
   std::string describe() const {
     return "G " + std::to_string(groups) + ", Tq " + std::to_string(tq) + ", Tk " + std::to_string(tk) +
            ", heads " + std::to_string(heads) + ", dh " + std::to_string(dh) +
-           (mask == Mask::causal ? ", causal" : ", none") +
+           mask_name() +
            (layout == Layout::separate ? ", separate" : layout == Layout::fused ? ", fused" : ", siblings");
   }
 };
@@ -91,7 +97,8 @@ struct Reference {
   std::vector<double> lse_error;
 };
 
-// Attention by loops in double: masked scores set to -inf, then an explicit softmax over all keys.
+// Attention by loops in double: masked scores set to -inf (the notebook's mask: -1e9 added to the
+// scores of keys j <= i, every key taking part), then an explicit softmax over all keys.
 // With it, the float error bound of each output (tests/support/float_error.hpp), per row over the
 // n visible keys (masked probabilities are exact zeros, which add no rounding):
 //   score s_j = q . k_j / sqrt(dh): GEMM of length dh, the scale rounded twice and applied once:
@@ -111,13 +118,18 @@ Reference naive_attention(Rows<T> q, Rows<T> k, Rows<T> v, Index heads, Mask mas
   for (Index g = 0; g < G; ++g)
     for (Index h = 0; h < heads; ++h)
       for (Index i = 0; i < tq; ++i) {
-        const Index n = mask == Mask::causal ? std::min(i + 1, tk) : tk;  // visible keys
+        // Visible keys: a prefix by the mask's own rule (row i sees summary b when
+        // floor(b rows / keys) <= i), every key for the notebook's.
+        Index n = tk;
+        if (mask.kind == Mask::Kind::prefix)
+          while (n > 0 && (n - 1) * mask.rows / mask.keys > i) --n;
+        const bool notebook = mask == Mask::notebook;
         for (Index j = 0; j < tk; ++j) {
           const T* qi = q.row(g, i) + h * dh;
           const T* kj = k.row(g, j) + h * dh;
           double dot = 0;
           for (Index c = 0; c < dh; ++c) dot += double(qi[c]) * double(kj[c]);
-          s[j] = j >= n ? -inf : dot / root;
+          s[j] = j >= n ? -inf : dot / root + (notebook && j <= i ? -1e9 : 0.0);
           s_error[j] = fe::dot_bound(dh, fe::abs_dot(qi, 1, kj, 1, dh), 3) / root;
         }
         double top = -inf;
@@ -186,6 +198,12 @@ std::vector<Case> reference_cases() {
     cases.push_back({3, 130, 9, 1, 2, mask, Layout::separate});
     cases.push_back({1, 70, 200, 2, 5, mask, Layout::separate});
   }
+  // Summaries: k pooled keys for S query rows, k dividing S or not, over several tiles; k = S is
+  // the causal mask.
+  cases.push_back({2, 8, 3, 2, 4, Mask::summaries(3, 8), Layout::separate});
+  cases.push_back({3, 70, 5, 1, 6, Mask::summaries(5, 70), Layout::separate});
+  cases.push_back({1, 130, 7, 2, 3, Mask::summaries(7, 130), Layout::separate});
+  cases.push_back({2, 6, 6, 2, 2, Mask::summaries(6, 6), Layout::separate});
   return cases;
 }
 
@@ -200,6 +218,43 @@ TEST_CASE("attention forward and lse match a naive masked softmax, across shapes
     const auto [o, lse] = run_forward<double>(c, in);
     for (std::size_t i = 0; i < o.size(); ++i) REQUIRE(o[i] == Approx(ref.o[i]).epsilon(1e-12).margin(1e-12));
     for (std::size_t i = 0; i < lse.size(); ++i) REQUIRE(lse[i] == Approx(ref.lse[i]).epsilon(1e-12).margin(1e-12));
+  }
+}
+
+TEST_CASE("the notebook's mask adds -1e9 to the scores of keys j <= i, and a fully masked row is uniform in float",
+          "[attention][seed_compat]") {
+  for (const Case& c : {Case{2, 7, 7, 2, 3, Mask::notebook, Layout::separate},
+                        Case{1, 70, 70, 1, 4, Mask::notebook, Layout::fused}}) {
+    INFO(c.describe());
+    const auto in = test::uniform(c.input_size(), 5 + c.tq, -1.5, 1.5);
+    const auto qkv = qkv_rows(c, in.data());
+    const Reference ref = naive_attention(qkv[0], qkv[1], qkv[2], c.heads, c.mask);
+    const auto [o, lse] = run_forward<double>(c, in);
+    // In double, s - 1e9 keeps s to 1e9 ulp(1) = 1.2e-7 absolute: a fully masked row's
+    // probabilities are exp of differences carrying that rounding.
+    for (std::size_t i = 0; i < o.size(); ++i) REQUIRE(o[i] == Approx(ref.o[i]).epsilon(1e-6).margin(1e-6));
+    // The lse of a fully masked row (the last: i + 1 >= Tk) is stored relative to -1e9.
+    for (std::size_t i = 0; i < lse.size(); ++i) {
+      const bool last = Index(i) % c.tq == c.tq - 1;
+      REQUIRE(lse[i] + (last ? -1e9 : 0.0) == Approx(ref.lse[i]).epsilon(1e-12));
+    }
+
+    // Float: every score of the last row rounds to exactly -1e9, so its output is the mean of v and
+    // its lse, stored relative to -1e9, log(Tk).
+    const std::vector<float> inf(in.begin(), in.end());
+    const auto fqkv = qkv_rows(c, inf.data());
+    const auto [fo, flse] = run_forward<float>(c, inf);
+    const Index last = c.tq - 1, C = c.cols();
+    for (Index g = 0; g < c.groups; ++g)
+      for (Index col = 0; col < C; ++col) {
+        double mean = 0;
+        for (Index j = 0; j < c.tk; ++j) mean += fqkv[2].row(g, j)[col];
+        mean /= double(c.tk);
+        REQUIRE(fo[std::size_t((g * c.tq + last) * C + col)] == Approx(mean).epsilon(1e-5).margin(1e-6));
+      }
+    for (Index g = 0; g < c.groups; ++g)
+      for (Index h = 0; h < c.heads; ++h)
+        REQUIRE(flse[std::size_t((g * c.heads + h) * c.tq + last)] == Approx(std::log(double(c.tk))).epsilon(1e-6));
   }
 }
 
@@ -276,6 +331,10 @@ TEST_CASE("attention gradients pass central differences in double", "[attention]
       {{2, 67, 67, 1, 3, Mask::none, Layout::fused}, {true, true, true}},
       {{2, 66, 66, 2, 2, Mask::causal, Layout::siblings}, {true, true, true}},
       {{3, 6, 6, 3, 1, Mask::none, Layout::siblings}, {true, true, true}},
+      {{2, 8, 3, 2, 2, Mask::summaries(3, 8), Layout::separate}, {true, true, true}},
+      {{1, 70, 4, 1, 3, Mask::summaries(4, 70), Layout::separate}, {true, true, true}},
+      {{2, 5, 5, 1, 3, Mask::notebook, Layout::separate}, {true, true, true}},
+      {{1, 66, 66, 2, 2, Mask::notebook, Layout::fused}, {true, true, true}},
   };
   for (const auto& [c, want] : cases) {
     INFO(c.describe());
@@ -322,7 +381,16 @@ TEST_CASE("attention gradients pass central differences in double", "[attention]
                                       contiguous(static_cast<const double*>(o.data()), c.groups, c.tq, c.cols()),
                                       lse_view, c.heads, c.mask, d[0], d[1], d[2]);
     };
-    test::check_op(op);
+    // The notebook's scores sit at -1e9, where a double holds them to ulp(1e9) = 1.2e-7
+    // absolute: each loss evaluation carries about (scores) 1.2e-7 max|dL/ds| of rounding, a few
+    // 1e-6 here, which a central difference divides by 2h. So that mask is checked with h = 1e-2
+    // (rounding about 1.5e-4; truncation h^2 times the third derivative / 6, measured under 1e-5 relative) and an
+    // absolute tolerance of 1e-3 (floor 1): a wrong dS rule misses by O(1).
+    if (c.mask == Mask::notebook) {
+      test::check_op(op, {.step = 1e-2, .tolerance = 1e-3, .floor = 1});
+    } else {
+      test::check_op(op);
+    }
   }
 }
 

@@ -20,10 +20,44 @@
 
 namespace hattn::ops {
 
-/// Which keys a query row sees. `causal`: query row i sees key rows j <= i (top-left aligned, also
-/// when Tq != Tk; rows i >= Tk see every key). Leaf chunks use it, and so does the tree's
-/// `aligned` node mask. `none`: every query row sees every key row (the tree's `full` node mask).
-enum class Mask { none, causal };
+/// Which keys a query row sees (SPEC.md). Every mask but the notebook's shows query row i a
+/// prefix of the keys, [0, visible_keys(mask, i, Tk)), and gives the others no weight (exactly
+/// what a -inf score gives):
+///   `none`        every key row (the tree's `full` node mask);
+///   `causal`      key rows j <= i (top-left aligned, also when Tq != Tk; rows i >= Tk see every
+///                 key): leaf chunks, the dense baseline and the tree's `aligned` node mask;
+///   `summaries(k, S)`  k mean-pooled summaries of S rows, summary b starting at row
+///                 s_b = floor(b S / k): row i sees summary b when s_b <= i, that is the first
+///                 ceil((i + 1) k / S) of them (the `aligned` mask of a pooled tree level);
+///   `notebook`    the seed notebook's defect (SPEC.md, seed_compat): every key takes part, and
+///                 -1e9 is added to the scores of keys j <= i. Not causal. The lse of a row whose
+///                 every key is masked (i + 1 >= Tk) is stored relative to -1e9
+///                 (detail::notebook_score).
+struct Mask {
+  /// The three kinds of mask above.
+  enum class Kind : unsigned char { none, prefix, notebook };
+  Kind kind = Kind::none;  ///< which mask
+  Index keys = 1;          ///< prefix: row i sees ceil((i + 1) keys / rows) keys
+  Index rows = 1;          ///< prefix: see keys
+
+  /// Every key.
+  static const Mask none;
+  /// Keys j <= i.
+  static const Mask causal;
+  /// The seed notebook's -1e9 * tril(ones) added to the scores.
+  static const Mask notebook;
+  /// `k` summaries of a left sibling of `rows` rows, summary b seen from row floor(b rows / k) on.
+  static constexpr Mask summaries(Index k, Index rows) { return Mask{Kind::prefix, k, rows}; }
+
+  /// Same kind and slope.
+  friend constexpr bool operator==(const Mask&, const Mask&) = default;
+};
+inline constexpr Mask Mask::none{Mask::Kind::none, 1, 1};
+inline constexpr Mask Mask::causal{Mask::Kind::prefix, 1, 1};
+inline constexpr Mask Mask::notebook{Mask::Kind::notebook, 1, 1};
+
+/// The score the seed notebook adds to masked entries (exactly representable in float).
+inline constexpr double notebook_masked_score = -1e9;
 
 namespace detail {
 
@@ -31,9 +65,30 @@ namespace detail {
 /// 64 keeps a tile's (64, Tk) score block in cache for the sequence lengths the model uses.
 inline constexpr Index attention_tile = 64;
 
-/// Keys visible to query row `i`: [0, visible_keys(...)). Always >= 1 when Tk >= 1.
+/// Keys visible to query row `i`: [0, visible_keys(...)). Always >= 1 when Tk >= 1 (a prefix
+/// mask shows row 0 ceil(keys / rows) >= 1 keys). Non-decreasing in i.
 inline Index visible_keys(Mask mask, Index i, Index tk) {
-  return mask == Mask::causal ? std::min(i + 1, tk) : tk;
+  if (mask.kind != Mask::Kind::prefix) return tk;
+  return std::min(((i + 1) * mask.keys + mask.rows - 1) / mask.rows, tk);
+}
+
+/// Score (i, j) under the notebook's mask, from the scaled score `s`, with Tk keys: s + (-1e9) for
+/// j <= i, s otherwise. A row that every key's mask covers (i + 1 >= Tk) is stored relative to
+/// -1e9, as (s + (-1e9)) - (-1e9): the same probabilities (softmax is shift invariant and both
+/// differences are exact), but an lse near 0 instead of near -1e9, where float would round the
+/// row's log-sum away (and the backward pass recomputes probabilities from the lse).
+template <class T>
+T notebook_score(T s, Index i, Index j, Index tk) {
+  const T masked = T(notebook_masked_score);
+  if (j > i) return s;
+  return i + 1 >= tk ? (s + masked) - masked : s + masked;
+}
+
+/// The notebook's mask on a tile's (m, kv) scores of query rows from i0, against all kv = Tk keys.
+template <class T>
+void apply_notebook_mask(T* s, Index m, Index kv, Index i0) {
+  for (Index r = 0; r < m; ++r)
+    for (Index j = 0; j < std::min(i0 + r + 1, kv); ++j) s[r * kv + j] = notebook_score(s[r * kv + j], i0 + r, j, kv);
 }
 
 /// Thread-local scratch that only grows, organised as a stack so that re-entrant use is safe: a
@@ -141,12 +196,13 @@ void attention_forward(Rows<T> o, Rows<const Id<T>> q, Rows<const Id<T>> k, Rows
   parallel_for(q.groups * heads * tiles, [&](Index item) {
     const Index g = item / (heads * tiles), h = item / tiles % heads, t = item % tiles;
     const Index i0 = t * tile, m = std::min(tile, tq - i0);
-    const Index kv = mask == Mask::causal ? std::min(i0 + m, tk) : tk;  // keys any row of the tile sees
+    const Index kv = detail::visible_keys(mask, i0 + m - 1, tk);  // keys any row of the tile sees
     const Index c0 = h * dh;
     detail::Scratch<T> scratch(m * kv);
     T* s = scratch.data();  // (m, kv) scores, then probabilities
     gemm<T>(Trans::no, Trans::yes, m, kv, dh, scale, q.row(g, i0) + c0, q.row_stride,
             k.row(g, 0) + c0, k.row_stride, T(0), s, kv);
+    if (mask.kind == Mask::Kind::notebook) detail::apply_notebook_mask(s, m, kv, i0);
     for (Index r = 0; r < m; ++r) {
       T* row = s + r * kv;  // (kv)
       const Index n = detail::visible_keys(mask, i0 + r, tk);
@@ -217,9 +273,10 @@ void attention_backward(Rows<const T> dout, Rows<const Id<T>> q, Rows<const Id<T
     T* delta = ds + tile * tk;      // (m) D_i = dO_i . O_i
     for (Index t = 0; t < tiles; ++t) {
       const Index i0 = t * tile, m = std::min(tile, tq - i0);
-      const Index kv = mask == Mask::causal ? std::min(i0 + m, tk) : tk;
+      const Index kv = detail::visible_keys(mask, i0 + m - 1, tk);
       gemm<T>(Trans::no, Trans::yes, m, kv, dh, scale, q.row(g, i0) + c0, q.row_stride,
               k.row(g, 0) + c0, k.row_stride, T(0), p, kv);
+      if (mask.kind == Mask::Kind::notebook) detail::apply_notebook_mask(p, m, kv, i0);
       for (Index r = 0; r < m; ++r) {
         T* row = p + r * kv;  // (kv)
         const Index n = detail::visible_keys(mask, i0 + r, tk);
