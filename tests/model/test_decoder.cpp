@@ -9,38 +9,15 @@
 #include "hattn/hattn.hpp"
 #include "support/float_error.hpp"
 #include "support/gradcheck.hpp"
+#include "support/model_checks.hpp"
 
 using hattn::Index;
 using hattn::NodeMask;
 using Ids = hattn::Tensor<std::int32_t, 2>;
 namespace fe = hattn::test::fe;
+using namespace hattn::test;  // NOLINT(google-build-using-namespace): the shared model checks
 
 namespace {
-
-Ids random_ids(Index B, Index T, Index V, std::uint64_t seed) {
-  hattn::Generator g(seed);
-  Ids ids(B, T);
-  for (Index i = 0; i < ids.size(); ++i) ids.data()[i] = std::int32_t(g.below(std::uint64_t(V)));
-  return ids;
-}
-
-// Next-token targets: ids shifted left, last position -100.
-Ids next_tokens(const Ids& ids) {
-  Ids t(ids.dimension(0), ids.dimension(1));
-  for (Index b = 0; b < ids.dimension(0); ++b)
-    for (Index i = 0; i < ids.dimension(1); ++i)
-      t(b, i) = i + 1 < ids.dimension(1) ? ids(b, i + 1) : -100;
-  return t;
-}
-
-// Moves LayerNorm parameters away from 1 / 0 so that defaults cannot hide bugs.
-template <class Model>
-void perturb_norms(Model& m, std::uint64_t seed) {
-  hattn::Generator g(seed);
-  for (const auto& p : m.parameters())
-    if (p.name.find("norm") != std::string::npos)
-      for (Index i = 0; i < p.size(); ++i) p.value[i] += typename Model::Scalar(0.2 * g.uniform(-1, 1));
-}
 
 // An upper bound on the spectral norm of a (rows, cols) row-major matrix: ||W||_2^2 is the largest
 // eigenvalue of A = W^T W, at most ||A^(2^j)||_F^(2^-j) for every j (the Frobenius norm of a
@@ -89,52 +66,6 @@ double layernorm_output_bound(const Model& m, const std::string& norm) {
   double top = 0;
   for (Index i = 0; i < w.size(); ++i) top = std::max(top, double(std::abs(w.value[i])));
   return (top * std::sqrt(double(w.size())) + norm2(b.value, b.size())) * (1 + 2 * fe::u);
-}
-
-template <class Model>
-std::vector<typename Model::Scalar> all_grads(const Model& m) {
-  std::vector<typename Model::Scalar> g;
-  for (const auto& p : m.parameters())
-    if (p.trainable()) g.insert(g.end(), p.grad, p.grad + p.size());
-  return g;
-}
-
-// Central differences against backward(), with dropout off or on (fixed masks: each forward
-// reuses step 4) and with or without gradient checkpointing.
-template <hattn::Config C>
-void check_model_gradients(Index V, Index S, Index B, Index T, bool dropout = false,
-                           bool checkpointing = false) {
-  hattn::Decoder<C, double> m(V, S, 7);
-  m.set_checkpointing(checkpointing);
-  perturb_norms(m, 8);
-  const Ids ids = random_ids(B, T, V, 9), targets = next_tokens(ids);
-  m.zero_grad();
-  m.set_step(4);
-  m.forward(ids, targets, dropout);
-  m.backward();
-  hattn::Generator pick(10);
-  double worst = 0;
-  for (const auto& p : m.parameters()) {
-    if (!p.trainable()) continue;
-    for (int k = 0; k < 3; ++k) {
-      const Index i = Index(pick.below(std::uint64_t(p.size())));
-      const double keep = p.value[i], h = 1e-5;
-      p.value[i] = keep + h;
-      m.set_step(4);
-      const double lp = m.forward(ids, targets, dropout);
-      p.value[i] = keep - h;
-      m.set_step(4);
-      const double lm = m.forward(ids, targets, dropout);
-      p.value[i] = keep;
-      const double numeric = (lp - lm) / (2 * h), analytic = p.grad[i];
-      const double err = std::abs(numeric - analytic) / std::max({std::abs(numeric), std::abs(analytic), 1e-3});
-      worst = std::max(worst, err);
-      INFO(p.name << "[" << i << "]: analytic " << analytic << ", central difference " << numeric);
-      REQUIRE(err <= 1e-6);
-    }
-  }
-  INFO("worst relative error " << worst);
-  REQUIRE(worst < 1e-6);
 }
 
 }  // namespace
@@ -200,43 +131,6 @@ TEST_CASE("gradients with dropout and with checkpointing pass central difference
   check_model_gradients<three>(7, 16, 2, 13, true, true);
 }
 
-namespace {
-
-// Loss, logits and every gradient of two accumulated steps (dropout on, a padded length), with
-// gradient checkpointing on or off.
-template <hattn::Config C, class T>
-std::vector<T> checkpoint_run(bool checkpointing, Index V, Index B, Index len) {
-  hattn::Decoder<C, T> m(V, 64, 31);
-  perturb_norms(m, 32);
-  m.set_checkpointing(checkpointing);
-  const Ids ids = random_ids(B, len, V, 33), targets = next_tokens(ids);
-  const Ids other = random_ids(B, len, V, 34);
-  std::vector<T> out;
-  m.zero_grad();
-  m.set_step(6);
-  out.push_back(m.forward(ids, targets, true));
-  const auto logits = m.last_logits();
-  out.insert(out.end(), logits.data(), logits.data() + logits.size());
-  m.backward(T(0.5));
-  out.push_back(m.forward(other, next_tokens(other), true));  // accumulates into the same grads
-  m.backward(T(0.5));
-  const auto g = all_grads(m);
-  out.insert(out.end(), g.begin(), g.end());
-  return out;
-}
-
-template <hattn::Config C, class T>
-void check_checkpointing(Index V, Index B, Index len) {
-  const auto plain = checkpoint_run<C, T>(false, V, B, len);
-  const auto checkpointed = checkpoint_run<C, T>(true, V, B, len);
-  INFO("levels " << C.levels << ", blocks " << C.blocks << ", T = " << len);
-  REQUIRE(plain.size() == checkpointed.size());
-  Index differ = 0;
-  for (std::size_t i = 0; i < plain.size(); ++i) differ += plain[i] != checkpointed[i];
-  REQUIRE(differ == 0);
-}
-
-}  // namespace
 
 TEST_CASE("gradient checkpointing gives bitwise the same loss, logits and gradients", "[decoder][checkpoint]") {
   check_checkpointing<hattn::Config{.levels = 1, .heads = 2, .d_model = 16}, float>(37, 3, 29);
@@ -290,49 +184,6 @@ TEST_CASE("workspace_bytes: nothing before a forward pass, checkpointing lays ou
   REQUIRE(sizes[1].gradients == sizes[0].gradients);
   REQUIRE(sizes[1].gradients > 0);
 }
-
-namespace {
-
-// Every position < t of a and b is bitwise equal.
-bool prefix_equal(const hattn::Tensor<float, 3>& a, const hattn::Tensor<float, 3>& b, Index t) {
-  const Index V = a.dimension(2);
-  for (Index i = 0; i < a.dimension(0); ++i)
-    for (Index j = 0; j < t; ++j)
-      for (Index v = 0; v < V; ++v)
-        if (a(i, j, v) != b(i, j, v)) return false;
-  return true;
-}
-
-template <hattn::Config C>
-void check_causality(Index V, Index S, Index T) {
-  hattn::Decoder<C> m(V, S, 21);
-  perturb_norms(m, 22);
-  const Ids ids = random_ids(2, T, V, 23);
-  const auto base = m.predict(ids);
-  for (Index t : {Index(1), T / 3, T / 2 + 1, T - 1}) {
-    Ids changed = ids;
-    for (Index b = 0; b < 2; ++b)
-      for (Index j = t; j < T; ++j) changed(b, j) = std::int32_t((ids(b, j) + 1 + j) % V);
-    const auto out = m.predict(changed);
-    INFO("T = " << T << ", changed from position " << t);
-    REQUIRE(prefix_equal(base, out, t));
-    REQUIRE_FALSE(prefix_equal(base, out, T));  // the change is visible from t on
-
-    // Training mode with dropout: the logits' prefix is unchanged too (masks depend on positions only).
-    m.set_step(5);
-    m.forward(ids, next_tokens(ids), true);
-    const auto l0 = m.last_logits();
-    std::vector<float> before(l0.data(), l0.data() + l0.size());
-    m.set_step(5);
-    m.forward(changed, next_tokens(changed), true);
-    const auto l1 = m.last_logits();
-    for (Index b = 0; b < 2; ++b)
-      for (Index j = 0; j < t; ++j)
-        for (Index v = 0; v < V; ++v) REQUIRE(l1(b, j, v) == before[std::size_t((b * T + j) * V + v)]);
-  }
-}
-
-}  // namespace
 
 TEST_CASE("changing future tokens leaves every past output bitwise unchanged", "[decoder][causal]") {
   check_causality<hattn::Config{.levels = 2, .heads = 2, .d_model = 16}>(29, 64, 32);

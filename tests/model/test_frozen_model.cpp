@@ -39,6 +39,9 @@ struct Shape {
 // see new weights) on both models and compares everything each step reads or writes.
 template <hattn::Config C, class T>
 void compare(Shape s, bool dropout, bool checkpoint, int steps = 2) {
+  static_assert(hattn::Config{.levels = C.levels, .heads = C.heads, .d_model = C.d_model, .blocks = C.blocks,
+                              .node_mask = C.node_mask} == C,
+                "the frozen model implements only the seed's variant fields");
   INFO("levels " << C.levels << " heads " << C.heads << " d " << C.d_model << " blocks " << C.blocks
                  << " node_mask " << hattn::node_mask_name(C.node_mask) << " T " << s.tokens << " dropout "
                  << dropout << " checkpointing " << checkpoint << (sizeof(T) == 8 ? " double" : " float"));

@@ -179,17 +179,27 @@ struct DecoderBounds {
   double backward;  ///< gamma_n over forward, backward and a weight gradient's sum over rows
 };
 
+/// The parts of a variant (SPEC.md "Variants") that lengthen a row's reduction path.
+struct VariantPath {
+  bool dense = false;     ///< Mixer::dense: one attention over the unpadded sequence per slot
+  bool pooled = false;    ///< summaries > 0: a mean over at most Tp left rows before the keys
+  bool residual = false;  ///< NodeCombine::residual: one more addition per level
+};
+
 /// DecoderBounds of a configuration run on (batch, tokens) ids with vocabulary `vocab`.
 inline DecoderBounds decoder_bounds(double levels, double heads, double d_model, double blocks, double vocab,
-                                    double batch, double tokens) {
+                                    double batch, double tokens, VariantPath variant = {}) {
   const double L = levels, H = heads, d = d_model, V = vocab, B = batch;
   const double leaves = std::ldexp(1.0, int(L));
-  const double Tp = std::ceil(tokens / leaves) * leaves;  // padded length: a whole number of chunks
+  // Padded length: a whole number of chunks (the dense mixer does not pad).
+  const double Tp = variant.dense ? tokens : std::ceil(tokens / leaves) * leaves;
   // One attention layer: Q/K/V projection (d), scores (d / H), softmax and the weighted sum over at
-  // most Tp keys (2 Tp), output projection (d), LayerNorm (d). A row passes the leaf and every level.
-  const double attention = 3 * d + d / H + 2 * Tp;
-  // A block: two hierarchical attentions, the feed-forward (d, then 4d) and its LayerNorm (d).
-  const double block = 2 * (L + 1) * attention + 6 * d;
+  // most Tp keys (2 Tp), output projection (d), LayerNorm (d); a pooled level's mean over at most
+  // Tp rows and a residual level's addition come on top.
+  const double attention = 3 * d + d / H + 2 * Tp + (variant.pooled ? Tp : 0) + (variant.residual ? 1 : 0);
+  // A block: two attention slots (each the leaf and every level, or one dense attention), the
+  // feed-forward (d, then 4d) and its LayerNorm (d).
+  const double block = 2 * (variant.dense ? 1 : L + 1) * attention + 6 * d;
   // The head (d), the log-sum-exp over the vocabulary (V).
   const double forward = blocks * block + d + 2 * V;
   // Backward retraces the path; a weight gradient then sums over every row of the batch.

@@ -29,6 +29,10 @@ namespace hattn {
 
 /// "aligned" or "full".
 constexpr const char* node_mask_name(NodeMask m) { return m == NodeMask::aligned ? "aligned" : "full"; }
+/// "replace" or "residual", as checkpoints and the tool spell the node rule.
+constexpr const char* node_combine_name(NodeCombine c) { return c == NodeCombine::replace ? "replace" : "residual"; }
+/// "hierarchical" or "dense", as checkpoints and the tool spell the mixer.
+constexpr const char* mixer_name(Mixer m) { return m == Mixer::hierarchical ? "hierarchical" : "dense"; }
 
 /// The metadata key holding a checkpoint's model configuration (JSON).
 inline constexpr const char* config_key = "hattn.config";

@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <array>
 
+#include <cstdint>
 #include <cstring>
 
 #include "hattn/autograd/tape.hpp"
@@ -132,6 +133,10 @@ class ActivationBuilder {
   /// Whether this layout has gradients (training) or not (inference).
   bool training() const { return training_; }
 
+  /// The next dropout site. Layouts take sites in the order their forward passes run the
+  /// dropouts, so counting them numbers every dropout of the model, each its own Philox stream.
+  std::uint64_t dropout_site() { return sites_++; }
+
  private:
   template <class... D>
   View<T, sizeof...(D)> value(Region r, D... dims) {
@@ -157,6 +162,7 @@ class ActivationBuilder {
 
   bool training_ = true;
   bool recompute_ = false;
+  std::uint64_t sites_ = 0;  // dropout sites taken
   Arena<T>* values_ = nullptr;
   Arena<T>* grads_ = nullptr;
   std::array<Index, regions> value_base_{}, value_off_{}, value_max_{};  // elements, per region

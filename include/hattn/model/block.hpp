@@ -1,14 +1,15 @@
 #pragma once
 /// \file
-/// The decoder block (SPEC.md step 2): two hierarchical attentions and a 4x feed-forward, each with
-/// a residual connection followed by LayerNorm.
+/// The decoder block (SPEC.md step 2): two attention slots (a mixer, model/mixer.hpp: the
+/// hierarchical attention by default) and a 4x feed-forward, each with a residual connection
+/// followed by LayerNorm.
 
 #include <string>
 
 #include "hattn/config.hpp"
 #include "hattn/model/activations.hpp"
-#include "hattn/model/hierarchy.hpp"
 #include "hattn/model/layers.hpp"
+#include "hattn/model/mixer.hpp"
 #include "hattn/ops/layernorm.hpp"
 #include "hattn/ops/linear.hpp"
 #include "hattn/ops/relu.hpp"
@@ -16,10 +17,10 @@
 
 namespace hattn::model {
 
-/// Parameters of one decoder block.
-template <class T, int L>
+/// Parameters of one decoder block whose attention slots are mixer `M`.
+template <class T, class M>
 struct BlockParams {
-  HierParams<T, L> ha1, ha2;       ///< hier_attn1, hier_attn2
+  typename M::Params ha1, ha2;     ///< the slots: hier_attn1, hier_attn2 (attn1, attn2 when dense)
   Var<T, 2> w1;                    ///< (4d, d) feed_forward.0.weight
   Var<T, 1> b1;                    ///< (4d)
   Var<T, 2> w2;                    ///< (d, 4d) feed_forward.2.weight
@@ -28,11 +29,11 @@ struct BlockParams {
 };
 
 /// Takes and names a block's parameters under `prefix` (e.g. "decoder_block").
-template <class T, int L>
-BlockParams<T, L> make_block(ParameterBuilder<T>& pb, const std::string& prefix, Index d) {
-  BlockParams<T, L> b;
-  b.ha1 = make_hier<T, L>(pb, prefix + ".hier_attn1", d);
-  b.ha2 = make_hier<T, L>(pb, prefix + ".hier_attn2", d);
+template <class T, class M>
+BlockParams<T, M> make_block(ParameterBuilder<T>& pb, const std::string& prefix, Index d) {
+  BlockParams<T, M> b;
+  b.ha1 = M::make_params(pb, prefix + "." + M::slot_name(1));
+  b.ha2 = M::make_params(pb, prefix + "." + M::slot_name(2));
   std::tie(b.w1, b.b1) = make_linear(pb, prefix + ".feed_forward.0", 4 * d, d);
   std::tie(b.w2, b.b2) = make_linear(pb, prefix + ".feed_forward.2", d, 4 * d);
   b.norm1 = make_norm(pb, prefix + ".norm1", d);
@@ -42,9 +43,9 @@ BlockParams<T, L> make_block(ParameterBuilder<T>& pb, const std::string& prefix,
 }
 
 /// Activations of one block over N = B * Tp rows (every sequence padded to Tp).
-template <class T, int L>
+template <class T, class M>
 struct BlockActs {
-  HierActs<T, L> ha1, ha2;
+  typename M::Acts ha1, ha2;
   Var<T, 2> res1, a1;          ///< (N, d) x + HA1(x) (gradient in a span), then LN1
   View<T, 1> mean1, rstd1;     ///< (N)
   View<T, 1> res1_span;        ///< res1's gradient, flat: cleared before LN1's backward
@@ -61,20 +62,19 @@ struct BlockActs {
 };
 
 /// Takes a block's activations for B sequences of Tp rows; `checkpoint`: the hierarchies' values
-/// and the feed-forward's hidden layer are recomputed in backward (see make_hier_acts).
-template <class T, int L>
-BlockActs<T, L> make_block_acts(ActivationBuilder<T>& ab, Index B, Index Tp, Index d, Index heads,
-                                bool checkpoint = false) {
-  BlockActs<T, L> a;
+/// and the feed-forward's hidden layer are recomputed in backward (see the mixer's make_acts).
+template <class T, class M>
+BlockActs<T, M> make_block_acts(ActivationBuilder<T>& ab, Index B, Index Tp, Index d, bool checkpoint = false) {
+  BlockActs<T, M> a;
   const Index N = B * Tp;
-  a.ha1 = make_hier_acts<T, L>(ab, B, Tp, d, heads, checkpoint);
+  a.ha1 = M::make_acts(ab, B, Tp, checkpoint);
   ab.begin_span();
   a.res1 = ab.local(N, d);
   a.res1_span = ab.span_grads();
   a.a1 = ab.take(N, d);
   a.mean1 = ab.stat(N);
   a.rstd1 = ab.stat(N);
-  a.ha2 = make_hier_acts<T, L>(ab, B, Tp, d, heads, checkpoint);
+  a.ha2 = M::make_acts(ab, B, Tp, checkpoint);
   ab.begin_span();
   a.res2 = ab.local(N, d);
   a.res2_span = ab.span_grads();
@@ -115,19 +115,18 @@ struct FeedForwardRecomputeNode {
 /// back to T; keeping the padded layout through the whole block computes the same real rows (no
 /// real row ever reads a padding row, and every op is row-wise outside attention) while making
 /// each row's position in memory depend on Tp only, so a prefix's outputs are bitwise the same for
-/// every T with the same chunk size. Padding rows hold finite values that nothing real reads.
-/// `site` numbers the block's dropout sites: 2 (L + 1) of them.
-template <class T, int L, NodeMask NM>
-Var<T, 2> block_forward(const BlockParams<T, L>& p, BlockActs<T, L>& a, Var<T, 2> x, Index Tp,
-                        const ForwardContext& ctx, std::uint64_t site) {
+/// every T with the same chunk size. Padding rows hold finite values that nothing real reads
+/// (under seed_compat real rows do read them: the hierarchy then pads its input with zeros itself).
+template <class T, class M>
+Var<T, 2> block_forward(const BlockParams<T, M>& p, BlockActs<T, M>& a, Var<T, 2> x, const ForwardContext& ctx) {
   Tape* tape = ctx.tape;
-  const Var<T, 2> h1 = hier_forward<T, L, NM>(p.ha1, a.ha1, x, Tp, ctx, site);
+  const Var<T, 2> h1 = M::forward(p.ha1, a.ha1, x, ctx);
   ops::residual<T>(tape, flat(a.res1), flat(x), flat(h1));
   clear_on_backward(tape, h1.grad);  // a relay: cleared after HA2's backward, before this one's
   ops::layernorm<T>(tape, a.a1, a.mean1, a.rstd1, a.res1, p.norm1.w, p.norm1.b);
   clear_on_backward(tape, a.res1_span);
 
-  const Var<T, 2> h2 = hier_forward<T, L, NM>(p.ha2, a.ha2, a.a1, Tp, ctx, site + L + 1);
+  const Var<T, 2> h2 = M::forward(p.ha2, a.ha2, a.a1, ctx);
   ops::residual<T>(tape, flat(a.res2), flat(a.a1), flat(h2));
   clear_on_backward(tape, h2.grad);
   ops::layernorm<T>(tape, a.a2, a.mean2, a.rstd2, a.res2, p.norm2.w, p.norm2.b);

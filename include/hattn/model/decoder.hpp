@@ -22,6 +22,7 @@
 #include "hattn/model/attention_maps.hpp"
 #include "hattn/model/block.hpp"
 #include "hattn/model/layers.hpp"
+#include "hattn/model/mixer.hpp"
 #include "hattn/model/parameters.hpp"
 #include "hattn/ops/cross_entropy.hpp"
 #include "hattn/ops/embedding.hpp"
@@ -39,19 +40,28 @@ namespace hattn {
 /// `backward()` adds the gradients into every parameter's `grad`, `zero_grad()` clears them; an
 /// optimizer then updates `parameters()`. Inference: `predict(ids)` returns probabilities; it is
 /// const, uses no shared state, and may run concurrently from several threads on one model.
-template <Config C, class T = float>
+///
+/// `Mix` fills the blocks' attention slots (model/mixer.hpp): by default the mixer the Config
+/// names; research code may pass its own (docs/architecture.md, "Adding a variant").
+template <Config C, class T = float, template <Config, class> class Mix = model::DefaultMixer>
 class Decoder {
   static_assert(CheckConfig<C>::value);
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                 "hattn::Decoder: the scalar type must be float or double");
-  static constexpr int L = C.levels;
+  static_assert(!C.seed_compat || std::is_same_v<T, float>,
+                "hattn::Config: seed_compat reproduces float32 arithmetic (in double, s - 1e9 does not "
+                "round to -1e9): the scalar must be float");
   static constexpr int Blocks = C.blocks;
+  using M = Mix<C, T>;
+  static_assert(model::MixerFor<M, T>, "hattn::Decoder: the mixer does not implement model::MixerFor");
 
  public:
   /// The compile-time configuration.
   static constexpr Config config = C;
   /// The scalar type.
   using Scalar = T;
+  /// What fills the blocks' attention slots.
+  using MixerType = M;
   /// Token ids, (batch, tokens).
   using Ids = Tensor<std::int32_t, 2>;
   /// The cross-entropy target that is ignored (PyTorch's ignore_index).
@@ -66,7 +76,7 @@ class Decoder {
     detail::require(sequence_length >= 1, "Decoder", "sequence_length must be >= 1, got ",
                     sequence_length);
     const int max_levels = std::bit_width(std::uint64_t(sequence_length)) - 1;
-    detail::require(L <= max_levels, "Decoder", "levels = ", L, " is too deep for sequence_length = ",
+    detail::require(C.levels <= max_levels, "Decoder", "levels = ", C.levels, " is too deep for sequence_length = ",
                     sequence_length, " (at most floor(log2(", sequence_length, ")) = ", max_levels, ")");
     ParameterBuilder<T> sizing;
     build(sizing);
@@ -161,7 +171,7 @@ class Decoder {
 
   /// Gradient checkpointing: when on, forward() keeps only each hierarchical attention's input
   /// and output, and backward() recomputes the hierarchy's activations level by level before its
-  /// backward pass (model::HierCheckpointNode); the feed-forward's hidden layer and the head's
+  /// backward pass (the mixer's checkpoint node); the feed-forward's hidden layer and the head's
   /// (B T, V) logits are not kept either but recomputed (the logits chunk by chunk, see
   /// ops::linear_cross_entropy). Gradients, loss and logits are bitwise the same either way.
   /// Memory drops by the logits, the hidden layers and nearly all of the hierarchies'
@@ -243,7 +253,8 @@ class Decoder {
   }
 
   /// Head-averaged attention maps of sequence 0 of `ids` (inference): for every block and each of
-  /// its two hierarchical attentions, the leaf map and one map per tree level, each (T, T).
+  /// its two attention slots, the mixer's maps, each (T, T): a hierarchical attention's leaf map
+  /// and one map per tree level, a dense attention's one map.
   std::vector<AttentionMap<T>> attention_maps(View<const std::int32_t, 2> ids) const {
     validate_ids(ids, "Decoder::attention_maps");
     const Index B = ids.dim(0), T_ = ids.dim(1);
@@ -253,28 +264,22 @@ class Decoder {
     std::vector<AttentionMap<T>> maps;
     for (int b = 0; b < Blocks; ++b) {
       const std::string prefix = Blocks == 1 ? "decoder_block" : "decoder_blocks." + std::to_string(b);
-      for (int h = 0; h < 2; ++h) {
-        auto m = model::hier_attention_maps<T, L>(h == 0 ? acts.blocks[b].ha1 : acts.blocks[b].ha2,
-                                                  prefix + ".hier_attn" + std::to_string(h + 1), T_,
-                                                  padded_length(T_), C.heads, C.node_mask);
-        for (auto& x : m) maps.push_back(std::move(x));
-      }
+      M::maps(acts.blocks[b].ha1, prefix + "." + M::slot_name(1), T_, padded_length(T_), maps);
+      M::maps(acts.blocks[b].ha2, prefix + "." + M::slot_name(2), T_, padded_length(T_), maps);
     }
     return maps;
   }
 
-  /// Rows per sequence inside the blocks: T rounded up to a multiple of 2^levels.
-  static constexpr Index padded_length(Index tokens) {
-    constexpr Index chunks = Index{1} << L;
-    return (tokens + chunks - 1) / chunks * chunks;
-  }
+  /// Rows per sequence inside the blocks: T rounded up to a multiple of 2^levels (the
+  /// hierarchical mixer), T itself (the dense one).
+  static constexpr Index padded_length(Index tokens) { return M::padded_length(tokens); }
 
  private:
   /// Every parameter's view.
   struct Params {
     Var<T, 2> tok;                                    ///< (V, d) token embedding
     View<T, 2> pos;                                   ///< (S, d) fixed sinusoid table
-    std::array<model::BlockParams<T, L>, Blocks> blocks;
+    std::array<model::BlockParams<T, M>, Blocks> blocks;
     Var<T, 2> head_w;                                 ///< (V, d)
     Var<T, 1> head_b;                                 ///< (V)
   };
@@ -284,8 +289,9 @@ class Decoder {
   struct Acts {
     Var<T, 3> emb;                                    ///< (B, T, d) embedding (dropout in place)
     View<T, 3> emb_dropped_grad;                      ///< (B, T, d)
+    std::uint64_t emb_site = 0;                       ///< the embedding's dropout site
     Var<T, 3> padded;                                 ///< (B, Tp, d) zero rows appended; if Tp > T
-    std::array<model::BlockActs<T, L>, Blocks> blocks;
+    std::array<model::BlockActs<T, M>, Blocks> blocks;
     View<T, 2> logits;                                ///< (B * Tp, V), or (R, V) chunk scratch; then their gradient
     View<T, 1> lse;                                   ///< (B * Tp) log-sum-exp of each logit row
     Var<T, 1> loss;                                   ///< (1)
@@ -344,7 +350,7 @@ class Decoder {
     }
     for (int b = 0; b < Blocks; ++b) {
       const std::string prefix = Blocks == 1 ? "decoder_block" : "decoder_blocks." + std::to_string(b);
-      p.blocks[b] = model::make_block<T, L>(pb, prefix, d);
+      p.blocks[b] = model::make_block<T, M>(pb, prefix, d);
     }
     std::tie(p.head_w, p.head_b) = model::make_linear(pb, "linear", vocab_, d);
     return p;
@@ -361,9 +367,9 @@ class Decoder {
     Acts a;
     a.emb = ab.take(B, T_, d);
     a.emb_dropped_grad = ab.take_grad(B, T_, d);
+    a.emb_site = ab.dropout_site();
     if (Tp != T_) a.padded = ab.take(B, Tp, d);
-    for (int b = 0; b < Blocks; ++b)
-      a.blocks[b] = model::make_block_acts<T, L>(ab, B, Tp, d, C.heads, checkpoint);
+    for (int b = 0; b < Blocks; ++b) a.blocks[b] = model::make_block_acts<T, M>(ab, B, Tp, d, checkpoint);
     if (logit_rows > 0) {
       // The cross-entropy backward replaces the logits by their gradient: one (rows, V) buffer.
       // Checkpointed, it is a chunk recomputed in the head's backward, before any hierarchy is
@@ -403,19 +409,17 @@ class Decoder {
   }
 
   /// Embedding, padding and blocks; returns the last block's output (B * Tp, d).
-  Var<T, 2> hidden(Acts& a, View<const std::int32_t, 2> ids, const model::ForwardContext& ctx) const {
+  Var<T, 2> hidden(Acts& a, View<const std::int32_t, 2> ids, model::ForwardContext ctx) const {
+    ctx.tokens = ids.dim(1);
     Tape* tape = ctx.tape;
     ops::embedding<T>(tape, a.emb, ids, params_.tok, params_.pos);
-    Var<T, 3> x = model::maybe_dropout(ctx, a.emb, a.emb_dropped_grad, 0);
+    Var<T, 3> x = model::maybe_dropout(ctx, a.emb, a.emb_dropped_grad, a.emb_site);
     if (a.padded.value.present()) {
       ops::pad_rows<T>(tape, a.padded, x);
       x = a.padded;
     }
-    const Index Tp = x.value.dim(1);
     Var<T, 2> rows = model::matrix(x);  // (B * Tp, d)
-    for (int b = 0; b < Blocks; ++b)
-      rows = model::block_forward<T, L, C.node_mask>(params_.blocks[b], a.blocks[b], rows, Tp, ctx,
-                                                     1 + std::uint64_t(b) * 2 * (L + 1));
+    for (int b = 0; b < Blocks; ++b) rows = model::block_forward<T, M>(params_.blocks[b], a.blocks[b], rows, ctx);
     return rows;
   }
 

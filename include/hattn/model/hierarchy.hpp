@@ -1,60 +1,29 @@
 #pragma once
 /// \file
-/// Hierarchical attention (SPEC.md "Hierarchical attention HA"): causal self-attention inside each
-/// of the 2^L leaf chunks, then L tree levels where each right sibling is replaced by its
-/// cross-attention over the left sibling. The levels are unrolled at compile time.
+/// Hierarchical attention (SPEC.md "Hierarchical attention HA"), the default mixer: causal
+/// self-attention inside each of the 2^L leaf chunks, then L tree levels where each right sibling
+/// takes the node rule over its left sibling (model/tree.hpp). The levels are unrolled at compile
+/// time.
 
 #include <array>
 #include <string>
+#include <vector>
 
 #include "hattn/config.hpp"
 #include "hattn/model/activations.hpp"
+#include "hattn/model/attention_maps.hpp"
 #include "hattn/model/layers.hpp"
-#include "hattn/ops/attention.hpp"
-#include "hattn/ops/copy_rows.hpp"
-#include "hattn/ops/layernorm.hpp"
-#include "hattn/ops/linear.hpp"
+#include "hattn/model/self_attention.hpp"
+#include "hattn/model/tree.hpp"
+#include "hattn/ops/rows.hpp"
 
 namespace hattn::model {
 
 /// Parameters of one hierarchical attention with L levels.
 template <class T, int L>
 struct HierParams {
-  MhaParams<T> leaf;                  ///< leaf_attention.self_attention
-  NormParams<T> leaf_norm;            ///< leaf_attention.norm
-  std::array<MhaParams<T>, L> node;   ///< node_layers.{l}.cross_attention
-  std::array<NormParams<T>, L> norm;  ///< node_layers.{l}.norm
-};
-
-/// Takes and names the parameters of a hierarchical attention under `prefix`.
-template <class T, int L>
-HierParams<T, L> make_hier(ParameterBuilder<T>& pb, const std::string& prefix, Index d) {
-  HierParams<T, L> h;
-  h.leaf = make_mha(pb, prefix + ".leaf_attention.self_attention", d);
-  h.leaf_norm = make_norm(pb, prefix + ".leaf_attention.norm", d);
-  for (int l = 0; l < L; ++l) {
-    const std::string node = prefix + ".node_layers." + std::to_string(l);
-    h.node[l] = make_mha(pb, node + ".cross_attention", d);
-    h.norm[l] = make_norm(pb, node + ".norm", d);
-  }
-  return h;
-}
-
-/// Activations of one tree level over M padded rows (Mh = M / 2 rows per side, P sibling pairs
-/// of S rows each). Gradients other than the output's live in the level's span.
-template <class T>
-struct LevelActs {
-  Var<T, 2> left, right;    ///< (Mh, d) the pairs' left and right halves, gathered
-  Var<T, 2> q;              ///< (Mh, d) queries from the right halves
-  Var<T, 2> kv;             ///< (Mh, 2d) keys | values from the left halves
-  Var<T, 2> att;            ///< (Mh, d) attention output, heads side by side
-  View<T, 3> lse;           ///< (P, h, S) log-sum-exp of each score row
-  Var<T, 2> proj;           ///< (Mh, d) output projection
-  Var<T, 2> norm;           ///< (Mh, d) LayerNorm output (dropout applies in place); transient
-  View<T, 1> mean, rstd;    ///< (Mh) LayerNorm statistics
-  View<T, 2> dropped_grad;  ///< (Mh, d) gradient of the dropout output
-  Var<T, 2> out;            ///< (M, d) [left ; new right] per pair: the level's output (a relay)
-  View<T, 1> span;          ///< every gradient above but out's, flat: cleared before the backward
+  SelfAttentionParams<T> leaf;        ///< leaf_attention.{self_attention, norm}
+  std::array<NodeParams<T>, L> node;  ///< node_layers.{l}.{cross_attention, norm}
 };
 
 /// Activations of one hierarchical attention over M = B * Tp rows (each sequence padded to Tp).
@@ -62,223 +31,195 @@ struct LevelActs {
 /// is the hierarchy's.
 template <class T, int L>
 struct HierActs {
-  Var<T, 2> qkv;                     ///< (M, 3d) leaf queries | keys | values, M = B * Tp
-  Var<T, 2> att;                     ///< (M, d) leaf attention output
-  View<T, 3> lse;                    ///< (B * 2^L, h, C) leaf log-sum-exps
-  Var<T, 2> proj;                    ///< (M, d)
-  View<T, 2> norm_grad;              ///< (M, d) gradient of the LayerNorm output under dropout
-  View<T, 1> mean, rstd;             ///< (M)
-  Var<T, 2> out;                     ///< (M, d) the leaves' output: LayerNorm, dropout in place
-  View<T, 1> span;                   ///< the leaf gradients but out's, flat
+  Var<T, 2> real;                       ///< seed_compat: (B T, d) the input's real rows
+  Var<T, 2> zero_padded;                ///< seed_compat: (B Tp, d) them padded with zero rows
+  SelfAttentionActs<T> leaves;          ///< chunks of C = Tp / 2^L rows
   std::array<LevelActs<T>, L> levels;
 };
 
-/// Takes the activations of a hierarchical attention over B sequences of Tp rows. With
-/// `checkpoint`, the values a backward pass reads go to the recompute region: the leaves' values,
-/// then every level's gathered inputs (left, right), then the rest of one level's values, which
-/// all levels share (HierCheckpointNode recomputes a level just before its backward pass).
-template <class T, int L>
-HierActs<T, L> make_hier_acts(ActivationBuilder<T>& ab, Index B, Index Tp, Index d, Index heads,
-                              bool checkpoint = false) {
-  HierActs<T, L> a;
-  const Index M = B * Tp, C = Tp >> L;
-  const Index side_size = ArenaPlan::round_up<T>((M / 2) * d);  // one (M / 2, d) gathered side
-  ab.set_recompute(checkpoint);
-  ab.begin_span();
-  a.qkv = ab.local(M, 3 * d);
-  a.att = ab.local(M, d);
-  a.lse = ab.stat(B << L, heads, C);
-  a.proj = ab.local(M, d);
-  a.norm_grad = ab.span_grad(M, d);
-  a.mean = ab.stat(M);
-  a.rstd = ab.stat(M);
-  a.span = ab.span_grads();
-  a.out = ab.relay(0, M, d);
-  const Index gathered = ab.recompute_offset(), level_values = gathered + 2 * L * side_size;
-  for (int l = 0; l < L; ++l) {
-    LevelActs<T>& v = a.levels[l];
-    const Index Mh = M / 2, S = C << l, P = M / (2 * S);
-    ab.begin_span();
-    if (checkpoint) ab.set_recompute_offset(gathered + 2 * l * side_size);
-    v.left = ab.local(Mh, d);
-    v.right = ab.local(Mh, d);
-    if (checkpoint) ab.set_recompute_offset(level_values);
-    v.q = ab.local(Mh, d);
-    v.kv = ab.local(Mh, 2 * d);
-    v.att = ab.local(Mh, d);
-    v.lse = ab.stat(P, heads, S);
-    v.proj = ab.local(Mh, d);
-    v.norm = ab.transient(Mh, d);
-    v.mean = ab.stat(Mh);
-    v.rstd = ab.stat(Mh);
-    v.dropped_grad = ab.span_grad(Mh, d);
-    v.span = ab.span_grads();
-    v.out = ab.relay((l + 1) % 2, M, d);
-  }
-  ab.set_recompute(false);
-  return a;
-}
-
 namespace detail {
 
-/// One side (0 left, 1 right) of the sibling pairs of S rows in a (M, d) Var: P blocks of S rows
-/// every 2S rows.
-template <class T>
-RowsVar<T> side(Var<T, 2> x, Index S, int which) {
-  const Index d = x.value.dim(1), pairs = x.value.dim(0) / (2 * S);
-  auto make = [&](View<T, 2> v) {
-    return v.present() ? Rows<T>{v.data + which * S * d, pairs, S, d, d, 2 * S * d} : Rows<T>{};
-  };
-  return {make(x.value), make(x.grad)};
-}
-
-/// Tree level `l` on `y` (M, d), the previous level's output: gathers the pairs' halves, lets each
-/// right half cross-attend to its left half, and writes [left ; new right] to the level's output.
-/// `regathered`: the halves are already gathered (a checkpointed hierarchy recomputing the level
-/// for its backward pass): the copies are recorded but not run, and the output is not written.
-template <class T, int L, NodeMask NM, int l>
-Var<T, 2> tree_level(const HierParams<T, L>& p, HierActs<T, L>& a, Var<T, 2> y, Index C,
-                     const ForwardContext& ctx, std::uint64_t site, bool regathered = false) {
-  LevelActs<T>& v = a.levels[l];
-  const MhaParams<T>& m = p.node[l];
-  const Index d = y.value.dim(1), S = C << l;
-  constexpr ops::Mask mask = NM == NodeMask::aligned ? ops::Mask::causal : ops::Mask::none;
-  // Copies whose values are already in place are only recorded, for their backward passes.
-  const auto copy = [&](RowsVar<T> dst, RowsVar<T> src) {
-    regathered ? ops::record_copy_rows<T>(ctx.tape, dst, src) : ops::copy_rows<T>(ctx.tape, dst, src);
-  };
-
-  // Gather the pairs' halves so each projection is one GEMM over all pairs.
-  copy(blocks(v.left, S, 0, d), side(y, S, 0));
-  copy(blocks(v.right, S, 0, d), side(y, S, 1));
-  project(ctx.tape, v.q, v.right, row_slice(m.wqkv, 0, d), slice(m.bqkv, 0, d), -1, d);
-  project(ctx.tape, v.kv, v.left, row_slice(m.wqkv, d, 2 * d), slice(m.bqkv, d, 2 * d), 0, d);
-  ops::attention<T>(ctx.tape, blocks(v.att, S, 0, d), blocks(v.q, S, 0, d), blocks(v.kv, S, 0, d),
-                    blocks(v.kv, S, d, d), v.lse, ctx.heads, mask);
-  ops::linear<T>(ctx.tape, v.proj, v.att, m.wo, m.bo);
-  ops::layernorm<T>(ctx.tape, v.norm, v.mean, v.rstd, v.proj, p.norm[l].w, p.norm[l].b);
-  const Var<T, 2> right = maybe_dropout(ctx, v.norm, v.dropped_grad, site + 1 + l);
-
-  // [left ; new right]: the left half passes through unchanged.
-  copy(side(v.out, S, 0), side(y, S, 0));
-  copy(side(v.out, S, 1), blocks(right, S, 0, d));
-  // Backward clears the level's span and its input's gradient (a relay only this level adds
-  // into) before running the ops above.
-  clear_on_backward(ctx.tape, v.span);
-  clear_on_backward(ctx.tape, y.grad);
-  return v.out;
-}
-
 /// Tree levels [l, end) on `y` (M, d), the output of the level below l (or of the leaves).
-template <class T, int L, NodeMask NM, int l, int end = L>
-Var<T, 2> tree_levels(const HierParams<T, L>& p, HierActs<T, L>& a, Var<T, 2> y, Index C,
-                      const ForwardContext& ctx, std::uint64_t site) {
+template <Config C, class T, int l, int end = C.levels>
+Var<T, 2> tree_levels(const HierParams<T, C.levels>& p, HierActs<T, C.levels>& a, Var<T, 2> y,
+                      const ForwardContext& ctx) {
   if constexpr (l == end) {
     return y;
   } else {
-    const Var<T, 2> out = tree_level<T, L, NM, l>(p, a, y, C, ctx, site);
-    return tree_levels<T, L, NM, l + 1, end>(p, a, out, C, ctx, site);
+    const Var<T, 2> out = tree_level<C, T>(p.node[l], a.levels[l], y, ctx);
+    return tree_levels<C, T, l + 1, end>(p, a, out, ctx);
   }
-}
-
-/// The input of tree level `l`: the leaves' output or level l - 1's.
-template <class T, int L>
-Var<T, 2> level_input(HierActs<T, L>& a, int l) {
-  return l == 0 ? a.out : a.levels[l - 1].out;
 }
 
 /// Backward passes of tree levels l, l - 1, ..., 0 of a checkpointed hierarchy whose gathered
 /// inputs are in place: each level is recomputed (recorded after the first `keep` records of the
 /// tape) and run backward at once, so the levels share one set of values.
-template <class T, int L, NodeMask NM, int l>
-void recompute_levels_backward(const HierParams<T, L>& p, HierActs<T, L>& a, Index C,
-                               const ForwardContext& ctx, std::uint64_t site, std::size_t keep) {
+template <Config C, class T, int l>
+void recompute_levels_backward(const HierParams<T, C.levels>& p, HierActs<T, C.levels>& a,
+                               const ForwardContext& ctx, std::size_t keep) {
   if constexpr (l >= 0) {
-    tree_level<T, L, NM, l>(p, a, level_input(a, l), C, ctx, site, /*regathered=*/true);
+    const Var<T, 2> input = l == 0 ? a.leaves.out : a.levels[l - 1].out;
+    tree_level<C, T>(p.node[l], a.levels[l], input, ctx, /*regathered=*/true);
     ctx.tape->backward_to(keep);
-    recompute_levels_backward<T, L, NM, l - 1>(p, a, C, ctx, site, keep);
+    recompute_levels_backward<C, T, l - 1>(p, a, ctx, keep);
   }
 }
 
 }  // namespace detail
 
-/// The leaves of one hierarchical attention on x (M, d) (see hier_forward_recorded); returns
-/// their output (M, d), relay 0.
-template <class T, int L>
-Var<T, 2> leaves_forward(const HierParams<T, L>& p, HierActs<T, L>& a, Var<T, 2> x, Index Tp,
-                         const ForwardContext& ctx, std::uint64_t site) {
-  const Index d = x.value.dim(1), C = Tp >> L;
-  // One fused Q|K|V GEMM over every row, causal attention inside each chunk of C rows.
-  project(ctx.tape, a.qkv, x, p.leaf.wqkv, p.leaf.bqkv, d, d);
-  ops::attention<T>(ctx.tape, blocks(a.att, C, 0, d), blocks(a.qkv, C, 0, d), blocks(a.qkv, C, d, d),
-                    blocks(a.qkv, C, 2 * d, d), a.lse, ctx.heads, ops::Mask::causal);
-  ops::linear<T>(ctx.tape, a.proj, a.att, p.leaf.wo, p.leaf.bo);
-  // The LayerNorm writes the leaves' output; under dropout its gradient is a separate buffer.
-  const Var<T, 2> normed = ctx.dropout ? Var<T, 2>{a.out.value, a.norm_grad} : a.out;
-  ops::layernorm<T>(ctx.tape, normed, a.mean, a.rstd, a.proj, p.leaf_norm.w, p.leaf_norm.b);
-  const Var<T, 2> leaves = maybe_dropout(ctx, normed, a.out.grad, site);
-  clear_on_backward(ctx.tape, a.span);
-  return leaves;
-}
+/// The hierarchical attention as a mixer (model/mixer.hpp): what a block's two attention slots
+/// run by default.
+template <Config C, class T>
+struct HierarchicalMixer {
+  static constexpr int L = C.levels;
+  /// Parameters of one slot.
+  using Params = HierParams<T, L>;
+  /// Activations of one slot.
+  using Acts = HierActs<T, L>;
 
-/// Forward pass of one hierarchical attention on x (M, d), every op recorded on ctx.tape: B
-/// sequences of Tp rows, Tp a multiple of 2^L (the caller pads). Returns the output (M, d), a
-/// relay whose gradient the caller clears before its backward adds into it. Padding rows sit at
-/// the end of each sequence, so no real row reads one: the leaf mask is causal and every left
-/// sibling precedes its right sibling. `site` numbers this HA's dropout sites (L + 1 of them).
-template <class T, int L, NodeMask NM>
-Var<T, 2> hier_forward_recorded(const HierParams<T, L>& p, HierActs<T, L>& a, Var<T, 2> x, Index Tp,
-                                const ForwardContext& ctx, std::uint64_t site) {
-  const Var<T, 2> leaves = leaves_forward(p, a, x, Tp, ctx, site);
-  return detail::tree_levels<T, L, NM, 0>(p, a, leaves, Tp >> L, ctx, site);
-}
+  /// A slot's name inside a block: `hier_attn1`, `hier_attn2`.
+  static std::string slot_name(int slot) { return "hier_attn" + std::to_string(slot); }
 
-/// Tape node of a checkpointed hierarchical attention. Its backward recomputes the hierarchy level
-/// by level on a tape of its own, with the same ops, masks and buffer alignments as without
-/// checkpointing (so the gradients are bitwise the same) and in the same backward order: the
-/// leaves recorded and the levels below the top unrecorded (which gathers every level's inputs),
-/// the top level recorded and run backward; then each lower level recomputed from its gathered
-/// inputs and run backward, all sharing one level's values; last the leaves' backward.
-template <class T, int L, NodeMask NM>
-struct HierCheckpointNode {
-  const HierParams<T, L>* p = nullptr;
-  HierActs<T, L>* a = nullptr;
-  Var<T, 2> x;           // (M, d) the hierarchy's input, kept by the caller
-  Index Tp = 0;
-  ForwardContext ctx;    // as in the forward pass; ctx.recompute is the tape to recompute on
-  std::uint64_t site = 0;
-  void backward() const {
-    Tape& tape = *ctx.recompute;
-    tape.clear();
-    ForwardContext recorded = ctx;
-    recorded.tape = &tape;
-    recorded.recompute = nullptr;
-    ForwardContext plain = recorded;
-    plain.tape = nullptr;
-    const Index C = Tp >> L;
-    const Var<T, 2> leaves = leaves_forward(*p, *a, x, Tp, recorded, site);
-    const std::size_t keep = tape.size();
-    const Var<T, 2> below_top = detail::tree_levels<T, L, NM, 0, L - 1>(*p, *a, leaves, C, plain, site);
-    detail::tree_level<T, L, NM, L - 1>(*p, *a, below_top, C, recorded, site);
-    tape.backward_to(keep);
-    detail::recompute_levels_backward<T, L, NM, L - 2>(*p, *a, C, recorded, site, keep);
-    tape.backward();
-    tape.clear();
+  /// Rows per sequence inside the blocks: T rounded up to a multiple of 2^levels.
+  static constexpr Index padded_length(Index tokens) {
+    constexpr Index chunks = Index{1} << L;
+    return (tokens + chunks - 1) / chunks * chunks;
   }
-};
 
-/// Forward pass of one hierarchical attention (see hier_forward_recorded). When ctx.recompute is
-/// set (gradient checkpointing, with activations laid out by make_hier_acts(..., true)), it runs
-/// without recording and records one HierCheckpointNode instead.
-template <class T, int L, NodeMask NM>
-Var<T, 2> hier_forward(const HierParams<T, L>& p, HierActs<T, L>& a, Var<T, 2> x, Index Tp,
-                       const ForwardContext& ctx, std::uint64_t site) {
-  if (!ctx.tape || !ctx.recompute) return hier_forward_recorded<T, L, NM>(p, a, x, Tp, ctx, site);
-  ForwardContext plain = ctx;
-  plain.tape = nullptr;
-  const Var<T, 2> y = hier_forward_recorded<T, L, NM>(p, a, x, Tp, plain, site);
-  ctx.tape->record(HierCheckpointNode<T, L, NM>{&p, &a, x, Tp, ctx, site});
-  return y;
-}
+  /// Takes and names a slot's parameters under `prefix` (e.g. "decoder_block.hier_attn1").
+  static Params make_params(ParameterBuilder<T>& pb, const std::string& prefix) {
+    Params h;
+    h.leaf = make_self_attention(pb, prefix + ".leaf_attention", C.d_model);
+    for (int l = 0; l < L; ++l) h.node[l] = make_node(pb, prefix + ".node_layers." + std::to_string(l), C.d_model);
+    return h;
+  }
+
+  /// Takes a slot's activations over B sequences of Tp rows. With `checkpoint`, the values a
+  /// backward pass reads go to the recompute region: the leaves' values, then every level's
+  /// gathered inputs (left, right), then the rest of one level's values, which all levels share
+  /// (the checkpoint node recomputes a level just before its backward pass).
+  static Acts make_acts(ActivationBuilder<T>& ab, Index B, Index Tp, bool checkpoint) {
+    Acts a;
+    const Index M = B * Tp, chunk = Tp >> L;
+    const Index side_size = ArenaPlan::round_up<T>((M / 2) * C.d_model);  // one (M / 2, d) gathered side
+    if constexpr (C.seed_compat) {
+      a.real = ab.take(M, C.d_model);  // (B T, d) used of (B Tp, d)
+      a.zero_padded = ab.take(M, C.d_model);
+    }
+    ab.set_recompute(checkpoint);
+    a.leaves = make_self_attention_acts(ab, M, chunk, C.d_model, C.heads);
+    const Index gathered = ab.recompute_offset(), level_values = gathered + 2 * L * side_size;
+    for (int l = 0; l < L; ++l)
+      a.levels[l] = make_level_acts<C, T>(ab, l, M, chunk, checkpoint ? gathered + 2 * l * side_size : -1,
+                                          checkpoint ? level_values : -1);
+    ab.set_recompute(false);
+    return a;
+  }
+
+  /// Forward pass on x (M, d), every op recorded on ctx.tape: B sequences of Tp rows, Tp a
+  /// multiple of 2^L (the caller pads). Returns the output (M, d), a relay whose gradient the
+  /// caller clears before its backward adds into it. Padding rows sit at the end of each sequence,
+  /// so no real row reads one (but under seed_compat): the leaf mask is causal and every left
+  /// sibling precedes its right sibling.
+  static Var<T, 2> forward_recorded(const Params& p, Acts& a, Var<T, 2> x, const ForwardContext& ctx) {
+    const Var<T, 2> leaves = self_attention_forward(p.leaf, a.leaves, x, ctx, leaf_mask);
+    return detail::tree_levels<C, T, 0>(p, a, leaves, ctx);
+  }
+
+  /// Tape node of a checkpointed hierarchical attention. Its backward recomputes the hierarchy
+  /// level by level on a tape of its own, with the same ops, masks and buffer alignments as
+  /// without checkpointing (so the gradients are bitwise the same) and in the same backward
+  /// order: the leaves recorded and the levels below the top unrecorded (which gathers every
+  /// level's inputs), the top level recorded and run backward; then each lower level recomputed
+  /// from its gathered inputs and run backward, all sharing one level's values; last the leaves'
+  /// backward.
+  struct CheckpointNode {
+    const Params* p = nullptr;
+    Acts* a = nullptr;
+    Var<T, 2> x;         // (M, d) the hierarchy's input, kept by the caller
+    ForwardContext ctx;  // as in the forward pass; ctx.recompute is the tape to recompute on
+    void backward() const {
+      Tape& tape = *ctx.recompute;
+      tape.clear();
+      ForwardContext recorded = ctx;
+      recorded.tape = &tape;
+      recorded.recompute = nullptr;
+      ForwardContext plain = recorded;
+      plain.tape = nullptr;
+      const Var<T, 2> leaves = self_attention_forward(p->leaf, a->leaves, x, recorded, leaf_mask);
+      const std::size_t keep = tape.size();
+      const Var<T, 2> below_top = detail::tree_levels<C, T, 0, L - 1>(*p, *a, leaves, plain);
+      tree_level<C, T>(p->node[L - 1], a->levels[L - 1], below_top, recorded);
+      tape.backward_to(keep);
+      detail::recompute_levels_backward<C, T, L - 2>(*p, *a, recorded, keep);
+      tape.backward();
+      tape.clear();
+    }
+  };
+
+  /// Forward pass (see forward_recorded). When ctx.recompute is set (gradient checkpointing, with
+  /// activations laid out by make_acts(..., true)), it runs without recording and records one
+  /// CheckpointNode instead.
+  static Var<T, 2> forward(const Params& p, Acts& a, Var<T, 2> x, const ForwardContext& ctx) {
+    if constexpr (C.seed_compat) x = zero_padding(a, x, ctx);
+    if (!ctx.tape || !ctx.recompute) return forward_recorded(p, a, x, ctx);
+    ForwardContext plain = ctx;
+    plain.tape = nullptr;
+    const Var<T, 2> y = forward_recorded(p, a, x, plain);
+    ctx.tape->record(CheckpointNode{&p, &a, x, ctx});
+    return y;
+  }
+
+  /// The head-averaged attention maps of a slot's last inference pass, for sequence 0 (T real
+  /// rows, Tp padded): `<prefix>.leaf` and `<prefix>.level<l>`, each (T, T); a pooled level's map
+  /// is at summary resolution (a summary's weight on every row it pools).
+  static void maps(const Acts& a, const std::string& prefix, Index T_, Index Tp,
+                   std::vector<AttentionMap<T>>& out) {
+    constexpr Index d = C.d_model;
+    const Index chunk = Tp >> L;
+    {
+      const Index R = a.leaves.rows;
+      Rows<const T> qs = blocks(a.leaves.qkv, R, 0, d).value, ks = blocks(a.leaves.qkv, R, d, d).value;
+      qs.groups = ks.groups = Index{1} << L;  // sequence 0's chunks come first
+      out.push_back({prefix + ".leaf",
+                     detail::attention_map<T>(T_, qs, ks, View<const T, 3>(a.leaves.lse), C.heads, leaf_mask,
+                                              [&](Index g) { return g * chunk; },
+                                              [&](Index g, Index j) { return std::pair{g * chunk + j, g * chunk + j + 1}; })});
+    }
+    for (int l = 0; l < L; ++l) {
+      const LevelActs<T>& v = a.levels[l];
+      const Index S = v.S, K = v.K, pairs = Tp / (2 * S);  // sequence 0's pairs come first
+      Rows<const T> qs = blocks(v.q, S, 0, d).value, ks = blocks(v.kv, K, 0, d).value;
+      qs.groups = ks.groups = pairs;
+      out.push_back({prefix + ".level" + std::to_string(l),
+                     detail::attention_map<T>(T_, qs, ks, View<const T, 3>(v.lse), C.heads, level_mask<C>(S),
+                                              [&](Index p) { return p * 2 * S + S; },
+                                              [&](Index p, Index j) {
+                                                return std::pair{p * 2 * S + ops::pool_start(j, S, K),
+                                                                 p * 2 * S + ops::pool_start(j + 1, S, K)};
+                                              })});
+    }
+  }
+
+ private:
+  /// pad(x[:T]), the input SPEC.md gives a hierarchy: under seed_compat real rows read padding
+  /// rows, which must then be zeros (elsewhere the blocks keep the padded layout, whose padding
+  /// rows no real row reads). The input itself when there is no padding.
+  static Var<T, 2> zero_padding(Acts& a, Var<T, 2> x, const ForwardContext& ctx) {
+    constexpr Index d = C.d_model;
+    const Index T_ = ctx.tokens, Tp = padded_length(T_), B = x.value.dim(0) / Tp;
+    if (T_ == Tp) return x;
+    const auto as3 = [&](Var<T, 2> v, Index rows) {
+      return Var<T, 3>{View<T, 3>(v.value.data, B, rows, d),
+                       v.grad.present() ? View<T, 3>(v.grad.data, B, rows, d) : View<T, 3>()};
+    };
+    const Var<T, 3> real = as3(a.real, T_), padded = as3(a.zero_padded, Tp);
+    ops::slice_rows<T>(ctx.tape, real, as3(x, Tp));
+    ops::pad_rows<T>(ctx.tape, padded, real);
+    return a.zero_padded;
+  }
+
+  static constexpr ops::Mask leaf_mask = C.seed_compat ? ops::Mask::notebook : ops::Mask::causal;
+};
 
 }  // namespace hattn::model

@@ -142,6 +142,7 @@ struct ForwardContext {
   Index heads = 1;            ///< attention heads
   Tape* recompute = nullptr;  ///< gradient checkpointing: the tape a hierarchy's backward
                               ///< recomputes its forward pass on; null: activations are kept
+  Index tokens = 0;           ///< real rows per sequence (T); the blocks' other rows are padding
 
   /// The Philox stream of dropout site `site` at this step.
   std::uint64_t stream(std::uint64_t site) const { return step << 20 | site; }
