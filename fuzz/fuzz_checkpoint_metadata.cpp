@@ -24,7 +24,9 @@ extern "C" int LLVMFuzzerTestOneInput(const unsigned char* data, std::size_t siz
   if (parsed.problem) (void)parsed.problem->describe();
   try {
     const auto c = hattn::parse_checkpoint_config(text, "fuzz: ");
-    if (c.levels < 1 || c.levels > 30 || c.heads < 1 || c.d_model < 1 || c.blocks < 1 || c.vocab_size < 1 ||
+    const hattn::Config& m = c.model;
+    if (m.levels < 1 || m.levels > 30 || m.heads < 1 || m.d_model < 1 || m.blocks < 1 || m.summaries < 0 ||
+        c.vocab_size < 1 ||
         c.vocab_size > 2147483647 || c.sequence_length < 1 || c.sequence_length > 2147483647)
       fail("parse_checkpoint_config accepted a field outside its range");
   } catch (const hattn::Error&) {

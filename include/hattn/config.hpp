@@ -1,6 +1,12 @@
 #pragma once
 /// \file
-/// The compile-time shape of a model: hattn::Config and its policies.
+/// The compile-time shape of a model: hattn::Config and its policies, and the table of its fields
+/// that checkpoints, their parser and the tool read.
+
+#include <array>
+#include <cstdint>
+#include <limits>
+#include <string_view>
 
 namespace hattn {
 
@@ -47,6 +53,54 @@ struct Config {
   /// Field by field.
   friend constexpr bool operator==(const Config&, const Config&) = default;
 };
+
+/// How checkpoints and the tool spell each value of an enum field, in enumerator order.
+constexpr std::array<std::string_view, 2> value_names(NodeMask) { return {"aligned", "full"}; }
+/// As above, for the node rule.
+constexpr std::array<std::string_view, 2> value_names(NodeCombine) { return {"replace", "residual"}; }
+/// As above, for the mixer.
+constexpr std::array<std::string_view, 2> value_names(Mixer) { return {"hierarchical", "dense"}; }
+/// The spelling of enum value `v`.
+template <class E>
+constexpr std::string_view value_name(E v) {
+  return value_names(v)[static_cast<std::size_t>(v)];
+}
+
+/// One field of Config: how checkpoints and the tool name it, the member, and for integers the
+/// range a checkpoint may hold (wider than CheckConfig's where runtime checks take over).
+template <class V>
+struct ConfigField {
+  std::string_view name;       ///< e.g. "levels"
+  V Config::*member;           ///< the member
+  std::int64_t lo = 0, hi = 0; ///< integers: the range a checkpoint's value must lie in
+  bool variant = false;        ///< a variant field (SPEC.md "Variants"): checkpoints written before
+                               ///< the variants lack it, and it reads as its default there
+};
+
+/// Calls `f(field)` for every field of Config, in declaration order: the one list of the fields
+/// that checkpoint metadata, its parser, configuration comparisons and the tool are written over.
+template <class F>
+constexpr void for_each_config_field(F&& f) {
+  constexpr std::int64_t int_max = std::numeric_limits<std::int32_t>::max();
+  f(ConfigField<int>{"levels", &Config::levels, 1, 30});
+  f(ConfigField<int>{"heads", &Config::heads, 1, int_max});
+  f(ConfigField<int>{"d_model", &Config::d_model, 1, int_max});
+  f(ConfigField<int>{"blocks", &Config::blocks, 1, int_max});
+  f(ConfigField<NodeMask>{"node_mask", &Config::node_mask});
+  f(ConfigField<NodeCombine>{"node_combine", &Config::node_combine, 0, 0, true});
+  f(ConfigField<int>{"summaries", &Config::summaries, 0, int_max, true});
+  f(ConfigField<Mixer>{"mixer", &Config::mixer, 0, 0, true});
+  f(ConfigField<bool>{"seed_compat", &Config::seed_compat, 0, 0, true});
+}
+
+/// Whether `a` and `b` differ in a variant field (SPEC.md "Variants").
+constexpr bool same_variant(const Config& a, const Config& b) {
+  bool same = true;
+  for_each_config_field([&](auto field) {
+    if (field.variant) same = same && a.*field.member == b.*field.member;
+  });
+  return same;
+}
 
 /// Rejects invalid configurations at compile time with a message naming the parameter.
 template <Config C>

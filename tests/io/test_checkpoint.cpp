@@ -33,6 +33,8 @@ namespace fs = std::filesystem;
 namespace io = hattn::io;
 using hattn::Config;
 using hattn::Index;
+using hattn::Mixer;
+using hattn::NodeCombine;
 using hattn::NodeMask;
 
 using hattn::test::TempDir;
@@ -146,7 +148,7 @@ void check_round_trip(Index V, Index S) {
   const hattn::LoadReport report = hattn::load_safetensors(b, path);
   CHECK(same_parameters(a, b));
   CHECK(bitwise_equal(a.predict(ids), b.predict(ids)));
-  CHECK(report.notes.empty());
+  CHECK(report.notes.size() == (C.seed_compat ? 1u : 0u));  // a seed_compat model says it is not causal
 
   // Metadata: the format tag, the exact configuration JSON, and the caller's extra entries.
   const nlohmann::json config = {{"levels", C.levels},
@@ -154,6 +156,10 @@ void check_round_trip(Index V, Index S) {
                                  {"d_model", C.d_model},
                                  {"blocks", C.blocks},
                                  {"node_mask", C.node_mask == NodeMask::aligned ? "aligned" : "full"},
+                                 {"node_combine", C.node_combine == NodeCombine::replace ? "replace" : "residual"},
+                                 {"summaries", C.summaries},
+                                 {"mixer", C.mixer == Mixer::hierarchical ? "hierarchical" : "dense"},
+                                 {"seed_compat", C.seed_compat},
                                  {"vocab_size", V},
                                  {"sequence_length", S}};
   const std::map<std::string, std::string> meta = {
@@ -172,7 +178,7 @@ void check_round_trip(Index V, Index S) {
     CHECK(file.info(p.name).dtype == io::DType::F32);
     CHECK(file.info(p.name).shape == p.shape);
   }
-  if constexpr (C.blocks == 1) {
+  if constexpr (C.blocks == 1 && C.mixer == Mixer::hierarchical) {  // the dense names: test_variants
     const auto spec = spec_shapes(C.levels, C.d_model, V, S);
     REQUIRE(file.size() == spec.size());
     for (const auto& [name, shape] : spec) {
@@ -180,7 +186,7 @@ void check_round_trip(Index V, Index S) {
       REQUIRE(file.contains(name));
       CHECK(file.info(name).shape == shape);
     }
-  } else {
+  } else if constexpr (C.blocks > 1) {
     CHECK(file.contains("decoder_blocks.1.hier_attn2.node_layers.0.cross_attention.W_o.bias"));
     CHECK_FALSE(file.contains("decoder_block.norm1.weight"));
   }
@@ -200,6 +206,12 @@ TEST_CASE("save then load reproduces every parameter and prediction bitwise", "[
   SECTION("two blocks, full node mask") {
     check_round_trip<Config{.levels = 1, .heads = 1, .d_model = 8, .blocks = 2, .node_mask = NodeMask::full}>(
         V1, S1);
+  }
+  SECTION("every variant records its fields") {
+    check_round_trip<Config{.levels = 2, .heads = 2, .d_model = 8, .node_combine = NodeCombine::residual,
+                            .summaries = 3}>(V1, S1);
+    check_round_trip<Config{.levels = 2, .heads = 2, .d_model = 8, .mixer = Mixer::dense}>(V1, S1);
+    check_round_trip<Config{.levels = 2, .heads = 2, .d_model = 8, .seed_compat = true}>(V1, S1);
   }
 }
 
@@ -232,20 +244,21 @@ TEST_CASE("a double model saves float32 and loads back its values rounded to flo
   }
 }
 
-TEST_CASE("a PyTorch state_dict file loads, with a note about the notebook's mask", "[checkpoint]") {
-  const std::string path = fixture("state_dict_l1_h1_d8.safetensors");
+namespace {
+
+// Loads the plain state_dict `name` (tests/fixtures: SPEC.md names, no metadata) into `model` and
+// checks it holds the weights of parity fixture `parity` and reproduces its probabilities within
+// test_parity's bound; returns the load report.
+template <class Model>
+hattn::LoadReport check_state_dict(Model& model, const std::string& name, const std::string& parity) {
+  const std::string path = fixture(name);
   const auto file = io::read_safetensors(path);
   REQUIRE(file.metadata().empty());
-
-  hattn::Decoder<C1> model(V1, S1, 77);
   const hattn::LoadReport report = hattn::load_safetensors(model, path);
   CHECK(report.metadata.empty());
-  REQUIRE(report.notes.size() == 1);
-  CHECK_THAT(report.notes[0], Catch::Contains("non-causal mask"));
-  CHECK_THAT(report.notes[0], Catch::Contains("notebook"));
 
   // The same weights as the parity fixture's param.*, hence its outputs.
-  const auto ref = io::read_safetensors(fixture("l1_h1_d8.safetensors"));
+  const auto ref = io::read_safetensors(fixture(parity));
   for (const auto& p : model.parameters()) {
     INFO(p.name);
     const auto v = ref.read<float>("param." + p.name);
@@ -268,8 +281,21 @@ TEST_CASE("a PyTorch state_dict file loads, with a note about the notebook's mas
   hattn::test::fe::Worst worst;
   for (std::size_t i = 0; i < want.size(); ++i)
     worst(probs.data()[i], want[i], gamma * (std::abs(double(want[i])) * (1 + 4 * logit_scale) + 1e-3));
-  worst.print("l1_h1_d8 probabilities from the loaded checkpoint (float)");
+  worst.print((parity + " probabilities from the loaded state_dict (float)").c_str());
   CHECK(worst.ratio <= 1);
+  return report;
+}
+
+}  // namespace
+
+TEST_CASE("a PyTorch state_dict file loads, with a note about the notebook's mask", "[checkpoint]") {
+  const std::string path = fixture("state_dict_l1_h1_d8.safetensors");
+  hattn::Decoder<C1> model(V1, S1, 77);
+  const hattn::LoadReport report = check_state_dict(model, "state_dict_l1_h1_d8.safetensors", "l1_h1_d8.safetensors");
+  REQUIRE(report.notes.size() == 1);
+  CHECK_THAT(report.notes[0], Catch::Contains("non-causal mask"));
+  CHECK_THAT(report.notes[0], Catch::Contains("notebook"));
+  CHECK_THAT(report.notes[0], Catch::Contains("seed_compat"));
 
   SECTION("without hattn.config, a model of another shape is caught by the tensor shapes") {
     hattn::Decoder<C1> wide(V1 + 1, S1, 77);
@@ -280,6 +306,21 @@ TEST_CASE("a PyTorch state_dict file loads, with a note about the notebook's mas
                             "is [12, 8]");
     CHECK(unchanged(wide, before));
   }
+}
+
+TEST_CASE("a state_dict trained under the notebook's mask loads into a seed_compat model and reproduces its "
+          "outputs, with a warning that the model is not causal",
+          "[checkpoint][seed_compat]") {
+  hattn::Decoder<Config{.levels = 2, .heads = 2, .d_model = 16, .seed_compat = true}> model(13, 64, 5);
+  const hattn::LoadReport report =
+      check_state_dict(model, "state_dict_notebook_l2_h2_d16.safetensors", "notebook_l2_h2_d16.safetensors");
+  REQUIRE(report.notes.size() == 1);
+  CHECK_THAT(report.notes[0], Catch::Contains("seed_compat") && Catch::Contains("NOT causal"));
+  // The same file in a causal model loads too (it cannot show its variant), with the hint.
+  hattn::Decoder<Config{.levels = 2, .heads = 2, .d_model = 16}> causal(13, 64, 5);
+  const hattn::LoadReport plain = hattn::load_safetensors(causal, fixture("state_dict_notebook_l2_h2_d16.safetensors"));
+  REQUIRE(plain.notes.size() == 1);
+  CHECK_THAT(plain.notes[0], Catch::Contains("loaded as variant the seed's") && Catch::Contains("seed_compat"));
 }
 
 TEST_CASE("bad checkpoints throw the exact error and leave the model unchanged", "[checkpoint]") {
@@ -353,6 +394,20 @@ TEST_CASE("bad checkpoints throw the exact error and leave the model unchanged",
                         read + "header is not valid JSON: parse error at line 1, column 1: syntax error while "
                                "parsing value - invalid literal; last read: '#'");
   }
+  SECTION("hattn.config of another variant, naming both") {
+    const hattn::Decoder<Config{.levels = 1, .heads = 1, .d_model = 8, .node_combine = NodeCombine::residual,
+                                .summaries = 4}>
+        pooled(V1, S1, 21);
+    hattn::save_safetensors(pooled, p);
+    REQUIRE_THROWS_WITH(hattn::load_safetensors(model, p),
+                        load + "checkpoint variant is node_combine \"residual\", summaries 4, the model's is the "
+                               "seed's (every variant field at its default)");
+    hattn::save_safetensors(model, p);
+    hattn::Decoder<Config{.levels = 1, .heads = 1, .d_model = 8, .seed_compat = true}> notebook(V1, S1, 21);
+    REQUIRE_THROWS_WITH(hattn::load_safetensors(notebook, p),
+                        load + "checkpoint variant is the seed's (every variant field at its default), the model's "
+                               "is seed_compat true");
+  }
   SECTION("hattn.config with another node_mask") {
     const hattn::Decoder<Config{.levels = 1, .heads = 1, .d_model = 8, .node_mask = NodeMask::full}> full(V1, S1, 21);
     hattn::save_safetensors(full, p);
@@ -410,6 +465,15 @@ TEST_CASE("bad checkpoints throw the exact error and leave the model unchanged",
     CHECK(with_config(edited("vocab_size", std::uint64_t{1} << 40)) ==
           cfg + ": \"vocab_size\" must be an integer in [1, 2147483647], got 1099511627776");
     CHECK(with_config(edited("node_mask", "causal")) == cfg + ": \"node_mask\" must be \"aligned\" or \"full\", got \"causal\"");
+    CHECK(with_config(edited("node_combine", 1)) ==
+          cfg + ": \"node_combine\" must be \"replace\" or \"residual\", got 1");
+    CHECK(with_config(edited("mixer", "Dense")) == cfg + ": \"mixer\" must be \"hierarchical\" or \"dense\", got \"Dense\"");
+    CHECK(with_config(edited("summaries", -2)) == cfg + ": \"summaries\" must be an integer in [0, 2147483647], got -2");
+    CHECK(with_config(edited("seed_compat", "false")) == cfg + ": \"seed_compat\" must be true or false, got \"false\"");
+    CHECK(with_config(edited("seed_compat", 0)) == cfg + ": \"seed_compat\" must be true or false, got 0");
+    // A variant field that parses but is not the model's: the variant message.
+    CHECK(with_config(edited("summaries", 2)) ==
+          load + "checkpoint variant is summaries 2, the model's is the seed's (every variant field at its default)");
     CHECK(with_config(edited("sequence_length", std::string(1000, 's'))) ==
           cfg + ": \"sequence_length\" must be an integer in [1, 2147483647], got \"" + std::string(63, 's') + "... (1002 bytes)");
     nlohmann::json missing = good;
@@ -438,11 +502,11 @@ TEST_CASE("parse_checkpoint_config reads the configuration save_safetensors writ
   const hattn::Decoder<Config{.levels = 2, .heads = 2, .d_model = 8, .blocks = 3, .node_mask = NodeMask::full}> m(11, 16);
   const hattn::CheckpointConfig c = hattn::parse_checkpoint_config(hattn::config_json(m).dump(), "x: ");
   CHECK(c == hattn::checkpoint_config(m));
-  CHECK(c.levels == 2);
-  CHECK(c.heads == 2);
-  CHECK(c.d_model == 8);
-  CHECK(c.blocks == 3);
-  CHECK(c.node_mask == NodeMask::full);
+  CHECK(c.model.levels == 2);
+  CHECK(c.model.heads == 2);
+  CHECK(c.model.d_model == 8);
+  CHECK(c.model.blocks == 3);
+  CHECK(c.model.node_mask == NodeMask::full);
   CHECK(c.vocab_size == 11);
   CHECK(c.sequence_length == 16);
   CHECK(c.config().blocks == 3);
@@ -453,10 +517,13 @@ TEST_CASE("parse_checkpoint_config reads the configuration save_safetensors writ
   REQUIRE_THROWS_WITH(hattn::parse_checkpoint_config("", "x: "),
                       "x: metadata hattn.config is not valid JSON: parse error at line 1, column 1: syntax error while "
                       "parsing value - unexpected end of input; expected '[', '{', or a literal");
+  // A checkpoint written before the variants has none of their fields: they read as the defaults.
+  for (const char* key : {"node_combine", "summaries", "mixer", "seed_compat"}) j.erase(key);
+  CHECK(hattn::parse_checkpoint_config(j.dump(), "x: ") == c);
   // require_same_config names the first differing field in alphabetical order.
   hattn::CheckpointConfig other = c;
   other.vocab_size = 12;
-  other.heads = 1;
+  other.model.heads = 1;
   REQUIRE_THROWS_WITH(hattn::require_same_config(other, c, "x: "), "x: checkpoint heads is 1, the model's is 2");
 }
 

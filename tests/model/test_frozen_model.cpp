@@ -43,7 +43,7 @@ void compare(Shape s, bool dropout, bool checkpoint, int steps = 2) {
                               .node_mask = C.node_mask} == C,
                 "the frozen model implements only the seed's variant fields");
   INFO("levels " << C.levels << " heads " << C.heads << " d " << C.d_model << " blocks " << C.blocks
-                 << " node_mask " << hattn::node_mask_name(C.node_mask) << " T " << s.tokens << " dropout "
+                 << " node_mask " << hattn::value_name(C.node_mask) << " T " << s.tokens << " dropout "
                  << dropout << " checkpointing " << checkpoint << (sizeof(T) == 8 ? " double" : " float"));
   hattn::Decoder<C, T> live(s.vocab, s.seq, 11);
   hattn::frozen::Decoder<C, T> frozen(s.vocab, s.seq, 11);

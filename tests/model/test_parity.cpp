@@ -65,11 +65,11 @@ void check_fixture(const std::string& name) {
   REQUIRE(config["heads"] == C.heads);
   REQUIRE(config["d_model"] == C.d_model);
   REQUIRE(config["blocks"] == C.blocks);
-  REQUIRE(config["node_mask"] == hattn::node_mask_name(C.node_mask));
+  REQUIRE(config["node_mask"] == hattn::value_name(C.node_mask));
   // The variant fields; fixtures of the seed's model do not name them.
-  REQUIRE(config.value("node_combine", "replace") == hattn::node_combine_name(C.node_combine));
+  REQUIRE(config.value("node_combine", "replace") == hattn::value_name(C.node_combine));
   REQUIRE(config.value("summaries", 0) == C.summaries);
-  REQUIRE(config.value("mixer", "hierarchical") == hattn::mixer_name(C.mixer));
+  REQUIRE(config.value("mixer", "hierarchical") == hattn::value_name(C.mixer));
   REQUIRE(config.value("seed_compat", false) == C.seed_compat);
   const Index V = config["vocab_size"], S = config["sequence_length"], B = config["batch"], Tn = config["tokens"];
   static constexpr bool is_float = std::is_same_v<T, float>;

@@ -29,27 +29,32 @@ struct LoadReport {
   std::vector<std::string> notes;               ///< things the caller should tell the user
 };
 
-/// The configuration JSON stored in checkpoints: levels, heads, d_model, blocks, node_mask,
-/// vocab_size, sequence_length.
-template <Config C, class T>
-nlohmann::json config_json(const Decoder<C, T>& model) {
-  return {{"levels", C.levels},       {"heads", C.heads},
-          {"d_model", C.d_model},     {"blocks", C.blocks},
-          {"node_mask", node_mask_name(C.node_mask)}, {"vocab_size", model.vocab_size()},
-          {"sequence_length", model.sequence_length()}};
+/// The configuration JSON stored in checkpoints: every field of Config (for_each_config_field(),
+/// enums by name), vocab_size and sequence_length.
+template <Config C, class T, template <Config, class> class M>
+nlohmann::json config_json(const Decoder<C, T, M>& model) {
+  nlohmann::json j = nlohmann::json::object();
+  for_each_config_field([&](auto field) {
+    const auto v = C.*field.member;
+    if constexpr (std::is_enum_v<decltype(v)>) j[std::string(field.name)] = std::string(value_name(v));
+    else j[std::string(field.name)] = v;
+  });
+  j["vocab_size"] = model.vocab_size();
+  j["sequence_length"] = model.sequence_length();
+  return j;
 }
 
 /// The CheckpointConfig of `model` (what save_safetensors() stores).
-template <Config C, class T>
-CheckpointConfig checkpoint_config(const Decoder<C, T>& model) {
-  return {C.levels, C.heads, C.d_model, C.blocks, C.node_mask, model.vocab_size(), model.sequence_length()};
+template <Config C, class T, template <Config, class> class M>
+CheckpointConfig checkpoint_config(const Decoder<C, T, M>& model) {
+  return {C, model.vocab_size(), model.sequence_length()};
 }
 
 /// Writes every parameter of `model` (the fixed position table too, as PyTorch's state_dict holds
 /// it) as float32 under its SPEC.md name, with the configuration in the metadata (`hattn.config`)
 /// plus `extra` metadata. Atomic: a failed write leaves an existing file intact.
-template <Config C, class T>
-void save_safetensors(const Decoder<C, T>& model, const std::filesystem::path& path,
+template <Config C, class T, template <Config, class> class M>
+void save_safetensors(const Decoder<C, T, M>& model, const std::filesystem::path& path,
                       std::map<std::string, std::string> extra = {}) {
   std::vector<std::vector<float>> converted;  // float copies, for a double model
   std::vector<io::TensorRef> refs;
@@ -76,22 +81,33 @@ void save_safetensors(const Decoder<C, T>& model, const std::filesystem::path& p
 /// weight that is not finite (`tensor '<name>' holds nan at [i, j] (weights must be finite)`), a
 /// malformed `hattn.config` (parse_checkpoint_config()) or one that differs from the model's
 /// (require_same_config()); format defects come from read_safetensors.
-/// A file without `hattn.config` (e.g. written from PyTorch) loads, with a note in the report:
-/// weights trained with the original notebook learned under its non-causal mask (SPEC.md) and do
-/// not behave as trained under hattn's causal attention.
-template <Config C, class T>
-LoadReport load_safetensors(Decoder<C, T>& model, const std::filesystem::path& path) {
+/// A file without `hattn.config` (e.g. written from PyTorch) cannot show its variant: it loads into
+/// the model's, with a note in the report (weights trained with the original notebook learned
+/// under its non-causal mask, SPEC.md, and behave as trained only in a seed_compat model). A
+/// seed_compat model's report always says that it is not causal.
+template <Config C, class T, template <Config, class> class M>
+LoadReport load_safetensors(Decoder<C, T, M>& model, const std::filesystem::path& path) {
   const io::SafetensorsFile file = io::read_safetensors(path);
   const std::string where = detail::concat("load_safetensors: '", path.string(), "': ");
   LoadReport report{file.metadata(), {}};
 
   if (const auto it = file.metadata().find(config_key); it != file.metadata().end()) {
     require_same_config(parse_checkpoint_config(it->second, where), checkpoint_config(model), where);
-  } else {
+  } else if constexpr (C.seed_compat) {
     report.notes.push_back(
-        "no hattn.config metadata: if these weights were trained with the original PyTorch notebook, "
-        "they were learned under its non-causal mask (SPEC.md) and do not behave as trained under "
-        "hattn's causal attention; hattn has no seed_compat mask policy to reproduce that mask");
+        "no hattn.config metadata: loaded into a seed_compat model, which reproduces the original PyTorch "
+        "notebook's mask: it is NOT causal (an output depends on later tokens of its chunk, SPEC.md)");
+  } else {
+    report.notes.push_back(detail::concat(
+        "no hattn.config metadata: loaded as variant ", describe_variant(C),
+        ". If these weights were trained with the original PyTorch notebook, they were learned under its "
+        "non-causal mask (SPEC.md) and behave as trained only in a seed_compat model "
+        "(hattn::Config{.seed_compat = true}, the tool's --variant notebook)"));
+  }
+  if constexpr (C.seed_compat) {
+    if (file.metadata().contains(config_key))
+      report.notes.push_back("seed_compat model: it is NOT causal (an output depends on later tokens of its chunk, "
+                             "SPEC.md)");
   }
 
   // Validate everything first.

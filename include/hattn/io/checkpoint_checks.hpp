@@ -11,9 +11,11 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -27,12 +29,6 @@
 
 namespace hattn {
 
-/// "aligned" or "full".
-constexpr const char* node_mask_name(NodeMask m) { return m == NodeMask::aligned ? "aligned" : "full"; }
-/// "replace" or "residual", as checkpoints and the tool spell the node rule.
-constexpr const char* node_combine_name(NodeCombine c) { return c == NodeCombine::replace ? "replace" : "residual"; }
-/// "hierarchical" or "dense", as checkpoints and the tool spell the mixer.
-constexpr const char* mixer_name(Mixer m) { return m == Mixer::hierarchical ? "hierarchical" : "dense"; }
 
 /// The metadata key holding a checkpoint's model configuration (JSON).
 inline constexpr const char* config_key = "hattn.config";
@@ -41,23 +37,38 @@ inline constexpr const char* config_key = "hattn.config";
 /// data_seed, data_stream, data_position).
 inline constexpr const char* train_state_key = "hattn.train_state";
 
-/// The model shape a checkpoint's `hattn.config` holds (parse_checkpoint_config()).
+/// The model a checkpoint's `hattn.config` holds (parse_checkpoint_config()).
 struct CheckpointConfig {
-  int levels = 1;                          ///< in [1, 30]
-  int heads = 1;                           ///< in [1, 2^31 - 1]
-  int d_model = 2;                         ///< in [1, 2^31 - 1]
-  int blocks = 1;                          ///< in [1, 2^31 - 1]
-  NodeMask node_mask = NodeMask::aligned;  ///< "aligned" or "full"
-  Index vocab_size = 1;                    ///< in [1, 2^31 - 1] (token ids are 32-bit)
-  Index sequence_length = 1;               ///< in [1, 2^31 - 1]
+  Config model;              ///< the compile-time part, ranges as in for_each_config_field()
+  Index vocab_size = 1;      ///< in [1, 2^31 - 1] (token ids are 32-bit)
+  Index sequence_length = 1; ///< in [1, 2^31 - 1]
 
   /// The compile-time part.
-  constexpr Config config() const {
-    return Config{.levels = levels, .heads = heads, .d_model = d_model, .blocks = blocks, .node_mask = node_mask};
-  }
+  constexpr Config config() const { return model; }
   /// Field by field.
   bool operator==(const CheckpointConfig&) const = default;
 };
+
+/// A field's value as messages and checkpoints show it: a number, `true` / `false`, or a quoted
+/// name ("full").
+template <class V>
+std::string field_text(V v) {
+  if constexpr (std::is_same_v<V, bool>) return v ? "true" : "false";
+  else if constexpr (std::is_enum_v<V>) return detail::concat('"', value_name(v), '"');
+  else return std::to_string(v);
+}
+
+/// The variant fields of `c` that leave their defaults (SPEC.md "Variants"), as messages show
+/// them, e.g. `node_combine "residual", summaries 16`; `the seed's (every variant field at its
+/// default)` when there are none.
+inline std::string describe_variant(const Config& c) {
+  std::string out;
+  for_each_config_field([&](auto field) {
+    if (field.variant && c.*field.member != Config{}.*field.member)
+      out += detail::concat(out.empty() ? "" : ", ", field.name, " ", field_text(c.*field.member));
+  });
+  return out.empty() ? "the seed's (every variant field at its default)" : out;
+}
 
 namespace detail {
 
@@ -124,54 +135,66 @@ inline std::string index_text(std::size_t flat, const std::vector<Index>& shape)
 }  // namespace detail
 
 /// Parses and validates the text of a `hattn.config` metadata value (as save_safetensors() writes
-/// it; other members are ignored). Throws hattn::Error `<where>metadata hattn.config <problem>`:
+/// it; other members are ignored; a variant field that is absent, as in checkpoints written before
+/// the variants, is its default). Throws hattn::Error `<where>metadata hattn.config <problem>`:
 /// `is not valid JSON: <detail>`, `nests arrays and objects deeper than 64 levels`, `has key '<k>'
 /// more than once`, `is a JSON <type>, not an object`, `has no "<field>"`, `: "<field>" must be an
-/// integer in [<lo>, <hi>], got <json>` (ranges as in CheckpointConfig) or `: "node_mask" must be
-/// "aligned" or "full", got <json>`. `where` is the start of every message, e.g.
-/// `load_safetensors: 'model.safetensors': `. Meant for loaders, and for fuzzing.
+/// integer in [<lo>, <hi>], got <json>` (ranges as in for_each_config_field() and CheckpointConfig),
+/// `: "<field>" must be "<a>" or "<b>", got <json>` (e.g. node_mask "aligned" or "full") or
+/// `: "seed_compat" must be true or false, got <json>`. `where` is the start of every message,
+/// e.g. `load_safetensors: 'model.safetensors': `. Meant for loaders, and for fuzzing.
 inline CheckpointConfig parse_checkpoint_config(std::string_view text, std::string_view where) {
   const nlohmann::json j = detail::metadata_object(text, config_key, where);
   constexpr std::uint64_t int_max = std::numeric_limits<std::int32_t>::max();
-  auto get = [&](const char* field, std::uint64_t hi) {
-    return detail::metadata_integer(j, field, 1, hi, config_key, where);
+  const auto must_be = [&](std::string_view field, std::string_view what, const nlohmann::json& got) {
+    return Error(detail::concat(where, "metadata ", config_key, ": \"", field, "\" must be ", what, ", got ",
+                                io::json_excerpt(got)));
   };
   CheckpointConfig c;
-  c.levels = static_cast<int>(get("levels", 30));
-  c.heads = static_cast<int>(get("heads", int_max));
-  c.d_model = static_cast<int>(get("d_model", int_max));
-  c.blocks = static_cast<int>(get("blocks", int_max));
-  const nlohmann::json& mask = detail::metadata_field(j, "node_mask", config_key, where);
-  if (mask == "aligned") c.node_mask = NodeMask::aligned;
-  else if (mask == "full") c.node_mask = NodeMask::full;
-  else
-    throw Error(detail::concat(where, "metadata ", config_key, ": \"node_mask\" must be \"aligned\" or \"full\", got ",
-                               io::json_excerpt(mask)));
-  c.vocab_size = static_cast<Index>(get("vocab_size", int_max));
-  c.sequence_length = static_cast<Index>(get("sequence_length", int_max));
+  for_each_config_field([&](auto field) {
+    using V = std::remove_reference_t<decltype(c.model.*field.member)>;
+    const std::string name(field.name);
+    if (field.variant && !j.contains(name)) return;  // written before the variants: the default
+    if constexpr (std::is_same_v<V, int>) {
+      c.model.*field.member = static_cast<int>(detail::metadata_integer(
+          j, name.c_str(), field.lo, static_cast<std::uint64_t>(field.hi), config_key, where));
+    } else if constexpr (std::is_same_v<V, bool>) {
+      const nlohmann::json& v = detail::metadata_field(j, name.c_str(), config_key, where);
+      if (!v.is_boolean()) throw must_be(name, "true or false", v);
+      c.model.*field.member = v.template get<bool>();
+    } else {
+      const nlohmann::json& v = detail::metadata_field(j, name.c_str(), config_key, where);
+      const auto names = value_names(V{});
+      std::size_t i = 0;
+      while (i < names.size() && !(v.is_string() && v.template get<std::string>() == names[i])) ++i;
+      if (i == names.size())
+        throw must_be(name, detail::concat('"', names[0], "\" or \"", names[1], '"'), v);
+      c.model.*field.member = static_cast<V>(i);
+    }
+  });
+  c.vocab_size = static_cast<Index>(detail::metadata_integer(j, "vocab_size", 1, int_max, config_key, where));
+  c.sequence_length = static_cast<Index>(detail::metadata_integer(j, "sequence_length", 1, int_max, config_key, where));
   return c;
 }
 
-/// Throws hattn::Error `<where>checkpoint <field> is <value>, the model's is <value>` for the first
-/// field (in alphabetical order: blocks, d_model, heads, levels, node_mask, sequence_length,
-/// vocab_size) in which `got` differs from `want`; node masks are shown quoted ("full").
+/// Throws hattn::Error when `got` (a checkpoint's) is not `want` (the model's):
+/// `<where>checkpoint variant is <variant>, the model's is <variant>` (describe_variant()) when a
+/// variant field differs, else `<where>checkpoint <field> is <value>, the model's is <value>` for
+/// the first other field, in alphabetical order (blocks, d_model, heads, levels, node_mask,
+/// sequence_length, vocab_size); node masks are shown quoted ("full").
 inline void require_same_config(const CheckpointConfig& got, const CheckpointConfig& want, std::string_view where) {
-  auto fields = [](const CheckpointConfig& c) {
-    return std::array<std::pair<const char*, std::string>, 7>{{
-        {"blocks", std::to_string(c.blocks)},
-        {"d_model", std::to_string(c.d_model)},
-        {"heads", std::to_string(c.heads)},
-        {"levels", std::to_string(c.levels)},
-        {"node_mask", detail::concat('"', node_mask_name(c.node_mask), '"')},
-        {"sequence_length", std::to_string(c.sequence_length)},
-        {"vocab_size", std::to_string(c.vocab_size)},
-    }};
-  };
-  const auto g = fields(got), w = fields(want);
-  for (std::size_t i = 0; i < g.size(); ++i)
-    if (g[i].second != w[i].second)
-      throw Error(detail::concat(where, "checkpoint ", g[i].first, " is ", g[i].second, ", the model's is ",
-                                 w[i].second));
+  if (!same_variant(got.model, want.model))
+    throw Error(detail::concat(where, "checkpoint variant is ", describe_variant(got.model), ", the model's is ",
+                               describe_variant(want.model)));
+  std::map<std::string, std::pair<std::string, std::string>> fields;  // name -> (got, want), sorted
+  for_each_config_field([&](auto field) {
+    fields[std::string(field.name)] = {field_text(got.model.*field.member), field_text(want.model.*field.member)};
+  });
+  fields["sequence_length"] = {std::to_string(got.sequence_length), std::to_string(want.sequence_length)};
+  fields["vocab_size"] = {std::to_string(got.vocab_size), std::to_string(want.vocab_size)};
+  for (const auto& [name, values] : fields)
+    if (values.first != values.second)
+      throw Error(detail::concat(where, "checkpoint ", name, " is ", values.first, ", the model's is ", values.second));
 }
 
 /// What check_finite_tensor() requires of the values.

@@ -52,8 +52,8 @@ inline std::map<std::string, std::string> read_checkpoint_metadata(const std::fi
 /// Writes `model`'s weights, `state`'s moments and counters, and `extra` metadata to `path`
 /// atomically. The weights are float32 under their SPEC.md names; the moments are
 /// `optimizer.exp_avg.<name>` / `optimizer.exp_avg_sq.<name>` (PyTorch Adam's state names).
-template <Config C, class T>
-void save_training_checkpoint(const std::filesystem::path& path, const Decoder<C, T>& model,
+template <Config C, class T, template <Config, class> class M>
+void save_training_checkpoint(const std::filesystem::path& path, const Decoder<C, T, M>& model,
                               const TrainState<T>& state, std::map<std::string, std::string> extra = {}) {
   Index trainable = 0;
   for (const auto& p : model.parameters()) trainable += p.trainable() ? p.size() : 0;
@@ -102,8 +102,8 @@ void save_training_checkpoint(const std::filesystem::path& path, const Decoder<C
 /// - `tensor '<name>' holds nan at [i, j] (weights must be finite)`, `... (first moments must be
 ///   finite)`, `... (second moments must be finite and >= 0)` (check_finite_tensor())
 /// Float moments are exact; a double model's are float32-rounded.
-template <Config C, class T>
-TrainingCheckpoint<T> load_training_checkpoint(const std::filesystem::path& path, Decoder<C, T>& model) {
+template <Config C, class T, template <Config, class> class M>
+TrainingCheckpoint<T> load_training_checkpoint(const std::filesystem::path& path, Decoder<C, T, M>& model) {
   const io::SafetensorsFile file = io::read_safetensors(path);
   const std::string where = detail::concat("load_training_checkpoint: '", path.string(), "': ");
   auto require = [&](bool ok, const auto&... parts) {
