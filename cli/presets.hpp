@@ -1,10 +1,13 @@
 #pragma once
-// The model variants the command-line tool is compiled with, and dispatch from a name to the
-// compile-time type. To add a preset: add an entry to `presets` and a branch to `with_preset`.
+// The models the command-line tool is compiled with: presets (a width and its training defaults)
+// times variants (SPEC.md "Variants"), and dispatch from their names to the compile-time type. To
+// add a preset: an entry in `presets`, its builds in `builds`, and a cli/builds_<preset>.cpp that
+// instantiates them. To add a variant: an entry in `variants` and its builds.
 
 #include <array>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "hattn/config.hpp"
 #include "hattn/core/error.hpp"
@@ -12,10 +15,10 @@
 
 namespace hattn::cli {
 
-/// A named model variant with its training defaults.
+/// A named model width with its training defaults.
 struct Preset {
   std::string_view name;
-  Config config;               ///< compile-time shape
+  Config config;               ///< compile-time shape (the variant fields at their defaults)
   Index vocab_size;            ///< 256 for the byte tokenizer, 50257 for GPT-2 BPE
   Index sequence_length;       ///< S
   std::string_view tokenizer;  ///< "byte" or "gpt2"
@@ -35,12 +38,56 @@ inline constexpr std::array<Preset, 3> presets{{
     {"seed", seed_config, 50257, 512, "gpt2", 8, 3e-4, "GPT-2 BPE, d 768, 12 heads, 5 levels, 512 tokens: the notebook's recipe"},
 }};
 
-/// "tiny, small, seed".
-inline std::string preset_names() {
+/// A named variant: the values it gives Config's variant fields (SPEC.md "Variants").
+struct Variant {
+  std::string_view name;
+  NodeCombine node_combine;
+  int summaries;
+  Mixer mixer;
+  bool seed_compat;
+  std::string_view about;  ///< one line for --help and the training banner
+};
+
+/// Every variant the tool offers. `pooled` is the residual rule with 16 summaries: at the tiny and
+/// small presets (leaf chunks of 32 rows) every tree level pools, so the tree costs O(T (C + 16 L)).
+inline constexpr std::array<Variant, 5> variants{{
+    {"replace", NodeCombine::replace, 0, Mixer::hierarchical, false,
+     "the seed's rule: each right sibling is replaced by its cross-attention over the left"},
+    {"residual", NodeCombine::residual, 0, Mixer::hierarchical, false,
+     "each right sibling keeps its rows and adds its cross-attention over the left"},
+    {"pooled", NodeCombine::residual, 16, Mixer::hierarchical, false,
+     "residual, with keys from 16 mean-pooled summaries of each left sibling: sub-quadratic"},
+    {"dense", NodeCombine::replace, 0, Mixer::dense, false,
+     "causal full attention over the whole sequence: the baseline"},
+    {"notebook", NodeCombine::replace, 0, Mixer::hierarchical, true,
+     "the seed notebook's -1e9 * tril mask (seed_compat), for checkpoints trained with it: NOT causal"},
+}};
+
+/// A preset compiled with a variant.
+struct Build {
+  std::string_view preset, variant;
+};
+
+/// Every compiled (preset, variant): every variant at the tiny and small widths; at the seed's,
+/// the seed's rule and the notebook's mask (for checkpoints trained with the notebook).
+inline constexpr std::array<Build, 12> builds{{
+    {"tiny", "replace"}, {"tiny", "residual"}, {"tiny", "pooled"}, {"tiny", "dense"}, {"tiny", "notebook"},
+    {"small", "replace"}, {"small", "residual"}, {"small", "pooled"}, {"small", "dense"}, {"small", "notebook"},
+    {"seed", "replace"}, {"seed", "notebook"},
+}};
+
+/// The names of a table's entries, comma-separated.
+template <class Table>
+std::string names_of(const Table& table) {
   std::string s;
-  for (const auto& p : presets) s += (s.empty() ? "" : ", ") + std::string(p.name);
+  for (const auto& e : table) s += (s.empty() ? "" : ", ") + std::string(e.name);
   return s;
 }
+
+/// "tiny, small, seed".
+inline std::string preset_names() { return names_of(presets); }
+/// "replace, residual, pooled, dense, notebook".
+inline std::string variant_names() { return names_of(variants); }
 
 /// The preset called `name`; throws hattn::Error naming the compiled ones.
 inline const Preset& find_preset(std::string_view name) {
@@ -50,27 +97,85 @@ inline const Preset& find_preset(std::string_view name) {
                              " (add one to cli/presets.hpp and rebuild)"));
 }
 
-/// The preset whose configuration, vocabulary and length match a checkpoint's; throws hattn::Error
-/// saying how to add one when none does.
-inline const Preset& preset_for(const Config& c, Index vocab, Index seq) {
-  for (const auto& p : presets)
-    if (p.config.levels == c.levels && p.config.heads == c.heads && p.config.d_model == c.d_model &&
-        p.config.blocks == c.blocks && p.config.node_mask == c.node_mask && p.vocab_size == vocab &&
-        p.sequence_length == seq)
-      return p;
-  throw Error(detail::concat("no compiled preset has this checkpoint's shape (levels ", c.levels, ", heads ",
-                             c.heads, ", d_model ", c.d_model, ", blocks ", c.blocks, ", vocab ", vocab,
-                             ", sequence ", seq, "): add it to cli/presets.hpp (the presets array and "
-                             "with_preset) and rebuild"));
+/// The variant called `name`; throws hattn::Error naming the offered ones.
+inline const Variant& find_variant(std::string_view name) {
+  for (const auto& v : variants)
+    if (v.name == name) return v;
+  throw Error(detail::concat("unknown variant '", name, "': the variants are ", variant_names()));
 }
 
-/// Calls `f.template operator()<C>(preset)` with the compile-time configuration of `preset`.
+/// `preset`'s configuration with `variant`'s fields.
+constexpr Config with_variant(Config c, const Variant& v) {
+  c.node_combine = v.node_combine;
+  c.summaries = v.summaries;
+  c.mixer = v.mixer;
+  c.seed_compat = v.seed_compat;
+  return c;
+}
+
+/// The compile-time configuration of (preset, variant), both named in the tables above.
+consteval Config build_config(std::string_view preset, std::string_view variant) {
+  Config c{};
+  for (const auto& p : presets)
+    if (p.name == preset) c = p.config;
+  for (const auto& v : variants)
+    if (v.name == variant) c = with_variant(c, v);
+  return c;
+}
+
+/// Throws hattn::Error unless (preset, variant) is compiled.
+inline void require_build(const Preset& p, const Variant& v) {
+  for (const auto& b : builds)
+    if (b.preset == p.name && b.variant == v.name) return;
+  std::string with;
+  for (const auto& b : builds)
+    if (b.preset == p.name) with += (with.empty() ? "" : ", ") + std::string(b.variant);
+  throw Error(detail::concat("preset '", p.name, "' is compiled with the variants ", with, ", not '", v.name,
+                             "' (add the build to cli/presets.hpp and cli/builds_", p.name, ".cpp)"));
+}
+
+/// The preset whose shape (every field but the variant's), vocabulary and length match a
+/// checkpoint's; throws hattn::Error saying how to add one when none does.
+inline const Preset& preset_for(const Config& c, Index vocab, Index seq) {
+  const Config shape = with_variant(c, variants[0]);  // the seed's rule: every variant field at its default
+  for (const auto& p : presets)
+    if (shape == p.config && p.vocab_size == vocab && p.sequence_length == seq) return p;
+  throw Error(detail::concat("no compiled preset has this checkpoint's shape (levels ", c.levels, ", heads ",
+                             c.heads, ", d_model ", c.d_model, ", blocks ", c.blocks, ", vocab ", vocab,
+                             ", sequence ", seq, "): add it to cli/presets.hpp and rebuild"));
+}
+
+/// The variant whose fields match a checkpoint's; throws hattn::Error when none does.
+inline const Variant& variant_for(const Config& c) {
+  for (const auto& v : variants)
+    if (same_variant(with_variant(c, v), c)) return v;
+  throw Error(detail::concat("no variant of the tool has this checkpoint's variant fields (node_combine ",
+                             value_name(c.node_combine), ", summaries ", c.summaries, ", mixer ", value_name(c.mixer),
+                             ", seed_compat ", c.seed_compat ? "true" : "false", "): the variants are ",
+                             variant_names()));
+}
+
+namespace dispatch {
+
+template <class F, std::size_t... I>
+decltype(auto) with_build(const Preset& p, const Variant& v, F&& f, std::index_sequence<I...>) {
+  using R = decltype(f.template operator()<build_config(builds[0].preset, builds[0].variant)>());
+  R result{};
+  const bool found = ((builds[I].preset == p.name && builds[I].variant == v.name
+                           ? (result = f.template operator()<build_config(builds[I].preset, builds[I].variant)>(), true)
+                           : false) ||
+                      ...);
+  if (!found) require_build(p, v);
+  return result;
+}
+
+}  // namespace dispatch
+
+/// Calls `f.template operator()<C>()` with the compile-time configuration of (preset, variant);
+/// throws hattn::Error (require_build()) when that pair is not compiled.
 template <class F>
-decltype(auto) with_preset(const Preset& preset, F&& f) {
-  if (preset.name == "tiny") return f.template operator()<tiny_config>(preset);
-  if (preset.name == "small") return f.template operator()<small_config>(preset);
-  if (preset.name == "seed") return f.template operator()<seed_config>(preset);
-  throw Error(detail::concat("preset '", preset.name, "' is listed but has no branch in with_preset"));
+decltype(auto) with_build(const Preset& p, const Variant& v, F&& f) {
+  return dispatch::with_build(p, v, std::forward<F>(f), std::make_index_sequence<builds.size()>{});
 }
 
 }  // namespace hattn::cli

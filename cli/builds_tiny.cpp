@@ -1,0 +1,13 @@
+// The builds of preset 'tiny' (cli/presets.hpp): Commands<C> for each of its variants.
+
+#include "commands_impl.hpp"
+
+namespace hattn::cli {
+
+template struct Commands<build_config("tiny", "replace")>;
+template struct Commands<build_config("tiny", "residual")>;
+template struct Commands<build_config("tiny", "pooled")>;
+template struct Commands<build_config("tiny", "dense")>;
+template struct Commands<build_config("tiny", "notebook")>;
+
+}  // namespace hattn::cli

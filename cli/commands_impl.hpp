@@ -1,0 +1,364 @@
+#pragma once
+// The definitions of Commands<C> (commands.hpp) and the helpers they share; included only by the
+// cli/builds_<preset>.cpp files, which instantiate them.
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "commands.hpp"
+#include "hattn/hattn.hpp"
+#include "hattn/io/gpt2_bpe.hpp"
+#include "hattn/train/checkpoint.hpp"
+#include "metrics_log.hpp"
+#include "plots.hpp"
+#include "run_dir.hpp"
+
+namespace hattn::cli {
+
+
+inline std::unique_ptr<hattn::io::Tokenizer> tokenizer_for(const Preset& p, const Common& c) {
+  try {
+    return hattn::io::make_tokenizer(p.tokenizer, c.bpe_dir);
+  } catch (const hattn::Error& e) {
+    if (p.tokenizer != "gpt2") throw;
+    throw hattn::Error(fmt::format("{} (preset '{}' uses GPT-2's BPE: pass --bpe DIR or set HATTN_GPT2_DIR to a "
+                                   "directory with encoder.json and vocab.bpe; scripts/fetch_gpt2_bpe.sh DIR "
+                                   "fetches them)", e.what(), p.name));
+  }
+}
+
+/// True when every weight of `model` is finite.
+template <class Model>
+bool finite_weights(const Model& model) {
+  for (const auto& p : model.parameters())
+    for (Index i = 0; i < p.size(); ++i)
+      if (!std::isfinite(p.value[i])) return false;
+  return true;
+}
+
+/// Thrown from the training callbacks to stop a run whose weights stopped being finite.
+struct Diverged : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// Says on stderr that a seed_compat model is not causal (every subcommand that runs one does).
+inline void warn_if_not_causal(const Config& c) {
+  if (!c.causal())
+    fmt::print(stderr, "hattn: warning: variant notebook (seed_compat) reproduces the seed notebook's -1e9 * tril "
+               "mask: it is NOT causal, an output reads later tokens of its chunk (SPEC.md)\n");
+}
+
+/// Loads weights from a training checkpoint or a model checkpoint, whichever `path` is.
+template <hattn::Config C>
+void load_weights(const fs::path& path, hattn::Decoder<C>& model) {
+  const auto meta = hattn::read_checkpoint_metadata(path);
+  if (meta.count(hattn::train_state_key)) {
+    hattn::load_training_checkpoint(path, model);
+  } else {
+    for (const auto& note : hattn::load_safetensors(model, path).notes) fmt::print(stderr, "note: {}\n", note);
+  }
+}
+
+/// "1 line", "<n> lines".
+inline std::string lines(std::size_t n) { return fmt::format("{} line{}", n, n == 1 ? "" : "s"); }
+
+inline std::string format_duration(double seconds) {
+  const long s = std::lround(std::max(0.0, seconds));
+  return s >= 3600 ? fmt::format("{}h{:02}m", s / 3600, s / 60 % 60) : fmt::format("{}m{:02}s", s / 60, s % 60);
+}
+
+/// Decodes and prints one generated token at a time (the bytes of a multi-byte character may
+/// arrive in pieces; the terminal joins them).
+struct StreamPrinter {
+  const hattn::io::Tokenizer& tok;
+  void operator()(Index, std::int32_t id) const {
+    const std::string s = tok.decode(std::span<const std::int32_t>(&id, 1));
+    std::fwrite(s.data(), 1, s.size(), stdout);
+    std::fflush(stdout);
+  }
+};
+
+/// Prompt ids, cropped to the model's last sequence_length tokens; throws for an empty prompt.
+inline std::vector<std::int32_t> prompt_ids(const hattn::io::Tokenizer& tok, const std::string& prompt) {
+  auto ids = tok.encode(prompt);
+  check(!ids.empty(), "the prompt has no tokens (give a non-empty --prompt)");
+  return ids;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// train
+
+/// Default steps per preset: tiny trains for a few minutes on 2 cores.
+inline std::int64_t default_steps(const Preset& p) { return p.name == "tiny" ? 1500 : p.name == "small" ? 3000 : 20000; }
+
+template <Config C>
+int Commands<C>::train(const Preset& preset, const Variant& variant, TrainArgs a, const Common& common) {
+  using Model = hattn::Decoder<C>;
+  const auto tok = tokenizer_for(preset, common);
+  if (a.out.empty()) a.out = "runs/" + std::string(preset.name);
+  const std::string_view saved[] = {"checkpoint.safetensors", "model.safetensors", "metrics.jsonl"};  // replaced via temporaries
+  const fs::path ckpt = fs::path(a.out) / saved[0], weights = fs::path(a.out) / saved[1];
+  const fs::path log_path = fs::path(a.out) / saved[2], chart = fs::path(a.out) / "loss.svg";
+
+  // --steps is the total, counted from step 0: a checkpoint beyond it has nothing left to train.
+  const std::int64_t steps = a.steps > 0 ? a.steps : default_steps(preset);
+  auto check_resume_step = [&](std::int64_t at) {
+    check(at <= steps, "'", a.resume, "' is already at step ", at, ", beyond ",
+          a.steps > 0 ? fmt::format("--steps {}", steps) : fmt::format("the preset's {} steps", steps),
+          ": --steps is the total, counted from step 0; pass one above ", at, " to train on");
+  };
+  if (!a.resume.empty())
+    if (const auto at = checkpoint_step(a.resume)) check_resume_step(*at);
+
+  std::size_t corpus_bytes = 0;
+  fmt::print("hattn train: preset {} ({}), variant {} ({}), data {}\n", preset.name, preset.about, variant.name,
+             variant.about, a.data);
+  warn_if_not_causal(C);
+  // One run per directory: a second one fails here, before it writes anything.
+  fs::create_directories(a.out);
+  const hattn::cli::RunLock lock(a.out);
+  for (const auto& t : hattn::cli::remove_stale_temporaries(lock, saved)) {
+    if (t.removed)
+      fmt::print("removed '{}' ({} bytes), left by a save of process {}, which has ended\n", t.path.string(), t.bytes,
+                 t.pid);
+    else
+      fmt::print(stderr, "hattn: warning: kept '{}' ({} bytes): process {} is running and may be writing it; "
+                 "remove the file if it is not\n", t.path.string(), t.bytes, t.pid);
+  }
+  const hattn::GemmInfo gemm = hattn::gemm_info();
+  fmt::print("{}\n", gemm.summary());
+  if (!gemm.warning.empty()) fmt::print(stderr, "{}\n", gemm.warning);
+  std::vector<std::int32_t> tokens = hattn::cli::read_corpus(a.data, *tok, &corpus_bytes);
+  const Index needed = hattn::data::Dataset::minimum_tokens(preset.sequence_length, a.validation);
+  check(Index(tokens.size()) >= needed, "the corpus has ", tokens.size(), " tokens, too few for preset ",
+        preset.name, ": sequences of ", preset.sequence_length, " tokens with --validation ", a.validation,
+        " need at least ", needed,
+        a.validation > 0 ? " (a whole sequence in the held-out part, one sequence + 1 in the rest)"
+                         : " (one sequence + 1)");
+  hattn::data::Dataset data(std::move(tokens), preset.sequence_length, a.validation);
+  const auto val = data.validation_tokens();
+  const double val_bytes = double(tok->decode(std::vector<std::int32_t>(val.begin(), val.end())).size());
+  const double bytes_per_token = val.empty() ? 1.0 : val_bytes / double(val.size());
+  fmt::print("corpus: {:.1f} MB, {} tokens ({} training, {} validation)\n", double(corpus_bytes) / 1e6,
+             data.tokens().size(), data.train_tokens().size(), val.size());
+
+  hattn::TrainOptions o;
+  o.steps = steps;
+  o.batch = a.batch > 0 ? a.batch : preset.batch;
+  o.micro_batches = a.micro_batches;
+  o.lr = a.lr > 0 ? a.lr : preset.lr;
+  o.min_lr = o.lr / 10;
+  o.warmup_steps = a.warmup >= 0 ? a.warmup : o.steps / 20;
+  o.weight_decay = a.weight_decay;
+  o.clip = a.clip;
+  const bool validating = data.validation_windows() > 0;  // false with --validation 0
+  o.eval_every = validating ? a.eval_every : 0;
+  o.eval_batches = 8;
+  o.seed = a.seed;
+
+  Model model(preset.vocab_size, preset.sequence_length, a.seed);
+  model.set_checkpointing(a.checkpointing);
+  hattn::Trainer<Model> trainer(model, data, o);
+  std::vector<std::pair<double, double>> train_curve, val_curve;
+  if (!a.resume.empty()) {
+    const auto c = hattn::load_training_checkpoint(a.resume, model);
+    check_resume_step(c.state.step);
+    trainer.restore(c.state);
+    fmt::print("resumed from {} at step {}\n", a.resume, c.state.step);
+    if (c.state.step == steps)
+      fmt::print("nothing to train: the checkpoint is at step {} of {}; writing the final files\n", steps, steps);
+    // The log continues from the checkpoint: lines of steps it has not seen go (a killed run's).
+    if (const auto trim = hattn::cli::trim_metrics(log_path, c.state.step); trim.dropped > 0)
+      fmt::print("'{}': kept {} up to the checkpoint's step {}, dropped {} (later or repeated steps, torn or invalid "
+                 "lines)\n", log_path.string(), lines(trim.kept), c.state.step, lines(trim.dropped));
+  }
+  fmt::print("model: {} parameters, levels {}, heads {}, d_model {}, sequence {}, batch {}; {} steps, lr {:g}{}\n",
+             model.parameter_count(), C.levels, C.heads, C.d_model, preset.sequence_length, o.batch, o.steps, o.lr,
+             a.checkpointing ? "; gradient checkpointing" : "");
+
+  hattn::cli::MetricsLog log(log_path, !a.resume.empty());
+  const std::map<std::string, std::string> meta{{preset_key, std::string(preset.name)},
+                                                {variant_key, std::string(variant.name)},
+                                                {tokenizer_key, std::string(preset.tokenizer)}};
+  // The step of the checkpoint in --out this run can fall back on: the one it resumed from if that
+  // is the same file, else none until it saves.
+  std::error_code same_ec;
+  const bool resumed_here = !a.resume.empty() && fs::equivalent(a.resume, ckpt, same_ec);
+  std::int64_t last_saved = resumed_here ? trainer.step() : 0;
+  auto save = [&] {
+    // Never replace a checkpoint with weights that overflowed: stop instead.
+    if (!finite_weights(model))
+      throw Diverged(fmt::format("the weights are no longer finite after step {}", trainer.step()));
+    hattn::save_training_checkpoint(ckpt, model, trainer.state(), meta);
+    last_saved = trainer.step();
+  };
+  auto sample = [&](Index n) {
+    const std::vector<std::int32_t> start = tok->encode("\n");
+    hattn::Tensor<std::int32_t, 2> ids(1, Index(start.size()));
+    std::copy(start.begin(), start.end(), ids.data());
+    const auto out = hattn::generate(model, ids, {.max_new_tokens = n, .temperature = 0.8, .top_k = 40, .seed = 1});
+    return tok->decode(out[0]);
+  };
+
+  const bool tty = ::isatty(STDOUT_FILENO);
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::int64_t first = trainer.step();
+  double tokens_done = 0;
+  trainer.on_step = [&](const hattn::StepInfo& s) {
+    tokens_done += double(s.tokens);
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double rate = tokens_done / std::max(elapsed, 1e-9);
+    const double eta = elapsed / double(s.step + 1 - first) * double(o.steps - s.step - 1);
+    log.append({{"step", s.step + 1}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm},
+                {"tokens_per_s", rate}, {"seconds", elapsed}});
+    train_curve.emplace_back(double(s.step + 1), s.loss);
+    const int width = 24, filled = int(width * double(s.step + 1) / double(o.steps));
+    const std::string bar = std::string(std::size_t(filled), '=') + std::string(std::size_t(width - filled), ' ');
+    const std::string line = fmt::format("step {:>6}/{} [{}] loss {:.4f} | {:.1f}k tok/s | ETA {}", s.step + 1,
+                                         o.steps, bar, s.loss, rate / 1e3, format_duration(eta));
+    if (tty) {
+      fmt::print("\r{}", line);
+      std::fflush(stdout);
+    } else if ((s.step + 1) % 50 == 0 || s.step + 1 == o.steps) {
+      fmt::print("{}\n", line);
+      std::fflush(stdout);
+    }
+    if (a.save_every > 0 && (s.step + 1) % a.save_every == 0) save();
+  };
+  trainer.on_eval = [&](const hattn::EvalInfo& e) {
+    const double bpb = e.loss / std::log(2.0) / bytes_per_token;
+    log.append({{"step", e.step}, {"val_loss", e.loss}, {"val_bits_per_byte", bpb}});
+    val_curve.emplace_back(double(e.step), e.loss);
+    fmt::print("{}step {}: validation loss {:.4f}, {:.3f} bits per byte\n", tty ? "\n" : "", e.step, e.loss, bpb);
+    fmt::print("  sample: {:?}\n", sample(80));
+    std::fflush(stdout);
+  };
+
+  hattn::TrainResult result;
+  std::string diverged;
+  try {
+    result = trainer.run();
+  } catch (const Diverged& e) {
+    diverged = e.what();
+  }
+  if (tty) fmt::print("\n");
+  if (!diverged.empty() || result.status != hattn::TrainStatus::completed) {
+    fmt::print(stderr, "hattn: error: {}\n", diverged.empty() ? result.message : diverged);
+    if (last_saved > 0)
+      fmt::print(stderr, "hattn: kept the last checkpoint, {} (step {}, finite weights); nothing later was saved\n",
+                 ckpt.string(), last_saved);
+    else if (!a.resume.empty())
+      fmt::print(stderr, "hattn: no checkpoint was saved in '{}'; '{}', which the run resumed from (step {}), is "
+                 "unchanged\n", a.out, a.resume, first);
+    else
+      fmt::print(stderr, "hattn: no checkpoint was saved\n");
+    return exit_diverged;
+  }
+  save();
+  hattn::save_safetensors(model, weights, meta);
+  // The final validation, unless the last step just ran one.
+  if (validating && (val_curve.empty() || val_curve.back().first != double(trainer.step()))) {
+    const auto e = trainer.evaluate();
+    log.append({{"step", trainer.step()}, {"val_loss", e.loss},
+                {"val_bits_per_byte", e.loss / std::log(2.0) / bytes_per_token}});
+    val_curve.emplace_back(double(trainer.step()), e.loss);
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  hattn::cli::write_line_chart_svg(chart, fmt::format("hattn {} ({}): loss", preset.name, variant.name), "step",
+                                   "cross-entropy (nats per token)",
+                                   {{"training", "#1f77b4", train_curve}, {"validation", "#d62728", val_curve}});
+  if (validating) {
+    const double final_loss = val_curve.back().second, bpb = final_loss / std::log(2.0) / bytes_per_token;
+    fmt::print("done: {} steps in {}, validation loss {:.4f} = {:.3f} bits per byte\n", trainer.step(),
+               format_duration(seconds), final_loss, bpb);
+  } else {
+    fmt::print("done: {} steps in {} (no validation split: --validation 0)\n", trainer.step(),
+               format_duration(seconds));
+  }
+  fmt::print("wrote {}, {}, {}, {}\n", ckpt.string(), weights.string(), log_path.string(), chart.string());
+  fmt::print("sample:\n{}\n", sample(a.sample_tokens));
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// generate, eval, attention
+
+template <Config C>
+int Commands<C>::generate(const Preset& preset, const Variant& variant, const GenerateArgs& a, const Common& common) {
+  const auto tok = tokenizer_for(preset, common);
+  hattn::Decoder<C> model(preset.vocab_size, preset.sequence_length);
+  load_weights(a.checkpoint, model);
+  warn_if_not_causal(C);
+  const auto ids = prompt_ids(*tok, a.prompt);
+  hattn::Tensor<std::int32_t, 2> prompt(1, Index(ids.size()));
+  std::copy(ids.begin(), ids.end(), prompt.data());
+  const hattn::SampleOptions options{.max_new_tokens = a.tokens, .temperature = a.temperature, .top_k = a.top_k,
+                                     .top_p = a.top_p, .seed = a.seed, .end_id = tok->eot()};
+  hattn::check_sample_options(options);  // before anything is printed
+  std::fwrite(a.prompt.data(), 1, a.prompt.size(), stdout);
+  hattn::generate(model, prompt, options, StreamPrinter{*tok});
+  std::fputc('\n', stdout);
+  return 0;
+}
+
+template <Config C>
+int Commands<C>::eval(const Preset& preset, const Variant& variant, const EvalArgs& a, const Common& common) {
+  const auto tok = tokenizer_for(preset, common);
+  hattn::Decoder<C> model(preset.vocab_size, preset.sequence_length);
+  load_weights(a.checkpoint, model);
+  warn_if_not_causal(C);
+  std::size_t bytes = 0;
+  const auto tokens = hattn::cli::read_corpus(a.data, *tok, &bytes);
+  check(tokens.size() >= 2, "'", a.data, "' has ", tokens.size(),
+                         " token(s): at least 2 are needed to predict one");
+  // Consecutive windows of up to S + 1 tokens (the last may be shorter): every token after the
+  // first is predicted once, from the tokens before it in its window.
+  const Index S = preset.sequence_length, n = Index(tokens.size());
+  double nats = 0;
+  Index counted = 0;
+  for (Index start = 0; start + 1 < n; start += S) {
+    const Index len = std::min(S, n - 1 - start);
+    hattn::Tensor<std::int32_t, 2> ids(1, len), targets(1, len);
+    for (Index t = 0; t < len; ++t) ids(0, t) = tokens[std::size_t(start + t)], targets(0, t) = tokens[std::size_t(start + t + 1)];
+    nats += double(model.forward(ids, targets, false)) * double(len);
+    counted += len;
+  }
+  const double loss = nats / double(counted);
+  check(std::isfinite(loss), "the loss on '", a.data, "' is ", loss, ": the checkpoint's weights are not usable");
+  fmt::print("{}: {} tokens, {} bytes\nloss {:.4f} nats per token, perplexity {:.3f}, {:.4f} bits per byte\n",
+             a.data, counted, bytes, loss, std::exp(loss), nats / std::log(2.0) / double(bytes));
+  return 0;
+}
+
+template <Config C>
+int Commands<C>::attention(const Preset& preset, const Variant& variant, const AttentionArgs& a, const Common& common) {
+  const auto tok = tokenizer_for(preset, common);
+  hattn::Decoder<C> model(preset.vocab_size, preset.sequence_length);
+  load_weights(a.checkpoint, model);
+  warn_if_not_causal(C);
+  auto ids = prompt_ids(*tok, a.prompt);
+  if (Index(ids.size()) > preset.sequence_length) ids.erase(ids.begin(), ids.end() - preset.sequence_length);
+  hattn::Tensor<std::int32_t, 2> prompt(1, Index(ids.size()));
+  std::copy(ids.begin(), ids.end(), prompt.data());
+  fs::create_directories(a.out);
+  for (const auto& map : model.attention_maps(prompt)) {
+    const fs::path png = fs::path(a.out) / (map.name + ".png");
+    hattn::cli::write_heatmap_png(png, map.probs);
+    fmt::print("wrote {} ({} x {})\n", png.string(), map.probs.dimension(0), map.probs.dimension(1));
+  }
+  return 0;
+}
+
+
+}  // namespace hattn::cli
