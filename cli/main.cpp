@@ -68,7 +68,9 @@ std::string variant_text(const std::map<std::string, std::string>& meta) {
   const auto it = meta.find(hattn::config_key);
   if (it == meta.end()) return "-";
   const hattn::Config c = hattn::parse_checkpoint_config(it->second, "").config();
-  return fmt::format("{} ({})", hattn::cli::variant_for(c).name, hattn::describe_variant(c));
+  const bool seed = hattn::same_variant(c, hattn::Config{});
+  return fmt::format("{} ({})", hattn::cli::variant_for(c).name,
+                     seed ? "every variant field at its default" : hattn::describe_variant(c));
 }
 
 // ---------------------------------------------------------------------------------------------------
