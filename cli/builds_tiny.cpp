@@ -5,9 +5,11 @@
 namespace hattn::cli {
 
 template struct Commands<build_config("tiny", "replace")>;
+#ifndef HATTN_CLI_SEED_RULE_ONLY
 template struct Commands<build_config("tiny", "residual")>;
 template struct Commands<build_config("tiny", "pooled")>;
 template struct Commands<build_config("tiny", "dense")>;
 template struct Commands<build_config("tiny", "notebook")>;
+#endif
 
 }  // namespace hattn::cli

@@ -69,12 +69,17 @@ struct Build {
 };
 
 /// Every compiled (preset, variant): every variant at the tiny and small widths; at the seed's,
-/// the seed's rule and the notebook's mask (for checkpoints trained with the notebook).
+/// the seed's rule and the notebook's mask (for checkpoints trained with the notebook). Configured
+/// with HATTN_CLI_VARIANTS=OFF (the sanitizer builds), the seed's rule only.
+#ifndef HATTN_CLI_SEED_RULE_ONLY
 inline constexpr std::array<Build, 12> builds{{
     {"tiny", "replace"}, {"tiny", "residual"}, {"tiny", "pooled"}, {"tiny", "dense"}, {"tiny", "notebook"},
     {"small", "replace"}, {"small", "residual"}, {"small", "pooled"}, {"small", "dense"}, {"small", "notebook"},
     {"seed", "replace"}, {"seed", "notebook"},
 }};
+#else
+inline constexpr std::array<Build, 3> builds{{{"tiny", "replace"}, {"small", "replace"}, {"seed", "replace"}}};
+#endif
 
 /// The names of a table's entries, comma-separated.
 template <class Table>

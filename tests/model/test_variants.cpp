@@ -74,10 +74,9 @@ TEST_CASE("every causal variant: changing future tokens leaves past outputs bitw
           "[variants][causal]") {
   check_causality<residual>(29, 64, 32);
   check_causality<residual_full>(29, 64, 27);
-  check_causality<Config{.levels = 3, .heads = 2, .d_model = 16, .summaries = 3}>(29, 64, 64);
-  check_causality<Config{.levels = 3, .heads = 2, .d_model = 16, .summaries = 5}>(29, 64, 45);  // padded
-  check_causality<Config{.levels = 3, .heads = 2, .d_model = 16, .node_mask = NodeMask::full, .summaries = 3}>(
-      29, 64, 50);
+  check_causality<pooled>(29, 64, 64);  // C = 8: every level pools 3 summaries
+  check_causality<pooled>(29, 64, 45);  // padded, C = 6
+  check_causality<pooled_full>(29, 64, 50);
   check_causality<pooled_residual>(29, 64, 40);
   check_causality<dense>(29, 64, 33);
   check_causality<dense_blocks>(13, 16, 11);
@@ -99,7 +98,8 @@ TEST_CASE("seed_compat is not causal: future tokens change past outputs, as in t
   }
   REQUIRE(changed_rows == 8);
   REQUIRE(prefix_equal(a, b, 32));  // rows of earlier chunks read nothing of 40.. (the tree's left halves)
-  REQUIRE_FALSE(hattn::Decoder<notebook>::config.causal());
+  STATIC_REQUIRE_FALSE(hattn::Decoder<notebook>::causal);
+  STATIC_REQUIRE(hattn::Decoder<pooled_residual>::causal);
 }
 
 TEST_CASE("every variant: outputs and gradients are bitwise equal with 1 and 2 threads", "[variants][threads]") {
@@ -120,22 +120,18 @@ TEST_CASE("every variant: outputs and gradients are bitwise equal with 1 and 2 t
     };
     REQUIRE(same_bits(with_threads(1, run), with_threads(2, run)));
   };
-  check(std::make_unique<hattn::Decoder<Config{.levels = 3, .heads = 4, .d_model = 32,
-                                               .node_combine = NodeCombine::residual, .summaries = 3}>>(97, 64, 11));
-  check(std::make_unique<hattn::Decoder<Config{.levels = 2, .heads = 4, .d_model = 32, .mixer = Mixer::dense}>>(
-      97, 64, 11));
-  check(std::make_unique<hattn::Decoder<Config{.levels = 2, .heads = 4, .d_model = 32, .seed_compat = true}>>(
-      97, 64, 11));
+  check(std::make_unique<hattn::Decoder<pooled>>(97, 64, 11));
+  check(std::make_unique<hattn::Decoder<dense>>(97, 64, 11));
+  check(std::make_unique<hattn::Decoder<notebook>>(97, 64, 11));
 }
 
 TEST_CASE("variant parameter names: the tree's rules keep the seed's, the dense baseline renames the slots",
           "[variants][names]") {
-  const hattn::Decoder<Config{.levels = 2, .heads = 2, .d_model = 8, .blocks = 2}> seed(11, 16);
-  const hattn::Decoder<Config{.levels = 2, .heads = 2, .d_model = 8, .blocks = 2,
-                              .node_combine = NodeCombine::residual, .summaries = 3}>
-      rules(11, 16);
+  // Both rules at once: residual combine and summaries.
+  const hattn::Decoder<Config{.levels = 3, .heads = 1, .d_model = 8, .blocks = 2}> seed(11, 16);
+  const hattn::Decoder<pooled_residual> rules(11, 16);
   REQUIRE(names(rules) == names(seed));
-  const hattn::Decoder<Config{.levels = 2, .heads = 2, .d_model = 8, .mixer = Mixer::dense}> d(11, 16);
+  const hattn::Decoder<dense> d(11, 16);
   const std::vector<std::string> expected{
       "pos_encoding.word_embedding_layer.weight (11, 8)",
       "pos_encoding.position_embedding_layer.weight (16, 8)",
@@ -191,8 +187,8 @@ TEST_CASE("summaries no fewer than every level's rows leave the seed's model bit
   const auto pc = c.predict(ids);
   REQUIRE(std::memcmp(pa.data(), pc.data(), std::size_t(pa.size()) * sizeof(float)) != 0);
 
-  hattn::Decoder<Config{.levels = 1, .heads = 2, .d_model = 16, .mixer = Mixer::dense}> d1(29, 64, 3);
-  hattn::Decoder<Config{.levels = 4, .heads = 2, .d_model = 16, .mixer = Mixer::dense}> d4(29, 64, 3);
+  hattn::Decoder<dense> d1(29, 64, 3);
+  hattn::Decoder<Config{.levels = 4, .heads = 2, .d_model = 8, .mixer = Mixer::dense}> d4(29, 64, 3);
   const auto p1 = d1.predict(ids), p4 = d4.predict(ids);
   REQUIRE(std::memcmp(p1.data(), p4.data(), std::size_t(p1.size()) * sizeof(float)) == 0);
   REQUIRE(d1.padded_length(37) == 37);
@@ -226,7 +222,7 @@ TEST_CASE("attention maps: a pooled level at summary resolution, the dense basel
     REQUIRE(double(w0) + double(w1) + double(w2) == Approx(1.0).epsilon(1e-5));
   }
 
-  hattn::Decoder<Config{.levels = 2, .heads = 2, .d_model = 16, .blocks = 2, .mixer = Mixer::dense}> d(29, 32, 5);
+  hattn::Decoder<dense_blocks> d(29, 32, 5);
   const auto dmaps = d.attention_maps(ids);
   REQUIRE(dmaps.size() == 4);
   REQUIRE(dmaps[0].name == "decoder_blocks.0.attn1");

@@ -62,6 +62,9 @@ class Decoder {
   using Scalar = T;
   /// What fills the blocks' attention slots.
   using MixerType = M;
+  /// Whether each output depends only on the tokens up to its own: true for every variant but
+  /// seed_compat (the seed notebook's mask, SPEC.md), whose outputs read later tokens of their chunk.
+  static constexpr bool causal = C.causal();
   /// Token ids, (batch, tokens).
   using Ids = Tensor<std::int32_t, 2>;
   /// The cross-entropy target that is ignored (PyTorch's ignore_index).
