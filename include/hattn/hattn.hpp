@@ -39,4 +39,5 @@
 #include "hattn/train/schedule.hpp"
 #include "hattn/train/trainer.hpp"
 #include "hattn/data/dataset.hpp"
+#include "hattn/data/listops.hpp"
 #include "hattn/data/text_file.hpp"

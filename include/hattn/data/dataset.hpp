@@ -2,6 +2,7 @@
 /// \file
 /// A tokenized corpus split into training and validation parts, and the batches drawn from it.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <span>
@@ -83,6 +84,11 @@ class Dataset {
 
   /// Tokens per sequence T.
   Index sequence_length() const { return seq_; }
+  /// The smallest and the largest token id in the corpus.
+  std::pair<std::int32_t, std::int32_t> token_range() const {
+    const auto [lo, hi] = std::minmax_element(tokens_.begin(), tokens_.end());
+    return {*lo, *hi};
+  }
   /// All tokens, training part first.
   std::span<const std::int32_t> tokens() const { return tokens_; }
   /// The training part.

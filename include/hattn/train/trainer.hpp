@@ -1,6 +1,7 @@
 #pragma once
 /// \file
-/// A training loop for research code: batches from a data::Dataset, gradient accumulation over
+/// A training loop for research code: batches from a data source (a data::Dataset of text windows,
+/// or a generated task such as data::ListOpsTask), gradient accumulation over
 /// micro-batches, global-norm clipping, AdamW under a warmup + cosine schedule, periodic validation,
 /// callbacks, a stop on a non-finite loss, and an explicit state that resumes bit-exactly.
 
@@ -112,8 +113,11 @@ struct TrainState {
 ///
 /// The model (e.g. hattn::Decoder<cfg, T>) needs `Scalar`, `parameters()`, `zero_grad()`,
 /// `forward(ids, targets, dropout)`, `backward(loss_scale)`, `step()`, `set_step()`, `vocab_size()` and
-/// `sequence_length()`.
-template <class Model>
+/// `sequence_length()`. The data source needs `sequence_length()`, `validation_windows()` (0: no
+/// validation split), `token_range()` (the smallest and largest token id it can produce),
+/// `train_batch(inputs, targets, rng)` (drawing only from `rng`, so the trainer's state resumes it)
+/// and `validation_batch(inputs, targets, index)`, as data::Dataset has them.
+template <class Model, class Data = data::Dataset>
 class Trainer {
  public:
   /// The model's scalar type.
@@ -129,7 +133,7 @@ class Trainer {
   /// steps < 0, batch < 1, micro_batches < 1 or not dividing batch, eval_every < 0, eval_batches < 1
   /// when evaluating, evaluating without a validation split, sequences longer than the model's, a
   /// token outside the model's vocabulary; and the errors of WarmupCosine and AdamW for their options.
-  Trainer(Model& model, const data::Dataset& data, const TrainOptions& options,
+  Trainer(Model& model, const Data& data, const TrainOptions& options,
           const typename AdamW<T>::Predicate& decay = default_weight_decay<T>)
       : model_(&model),
         data_(&data),
@@ -153,8 +157,8 @@ class Trainer {
     detail::require(data.sequence_length() <= model.sequence_length(), op, "dataset sequences of ",
                     data.sequence_length(), " tokens exceed the model's sequence_length ",
                     model.sequence_length());
-    const auto [lo, hi] = std::minmax_element(data.tokens().begin(), data.tokens().end());
-    detail::require(*lo >= 0 && *hi < model.vocab_size(), op, "token id ", *lo < 0 ? *lo : *hi,
+    const auto [lo, hi] = data.token_range();
+    detail::require(lo >= 0 && hi < model.vocab_size(), op, "token id ", lo < 0 ? lo : hi,
                     " in the dataset is outside the model's vocabulary [0, ", model.vocab_size(), ")");
     schedule_.validate();
     const Index T_ = data.sequence_length();
@@ -302,7 +306,7 @@ class Trainer {
   }
 
   Model* model_;
-  const data::Dataset* data_;
+  const Data* data_;
   TrainOptions options_;
   WarmupCosine schedule_;
   AdamW<T> optimizer_;
