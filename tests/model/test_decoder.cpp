@@ -218,17 +218,7 @@ TEST_CASE("outputs and gradients are bitwise equal with 1 and 2 threads, concurr
   hattn::Decoder<cfg> m(97, 128, 11);
   perturb_norms(m, 12);
   const Ids ids = random_ids(4, 100, 97, 13), targets = next_tokens(ids);
-  auto run = [&] {
-    m.zero_grad();
-    m.set_step(3);
-    const float loss = m.forward(ids, targets, true);
-    m.backward();
-    auto g = all_grads(m);
-    g.push_back(loss);
-    const auto p = m.predict(ids);
-    g.insert(g.end(), p.data(), p.data() + p.size());
-    return g;
-  };
+  auto run = [&] { return step_and_predict(m, ids, targets); };
   const auto one = hattn::test::with_threads(1, run);
   const auto two = hattn::test::with_threads(2, run);
   REQUIRE(one.size() == two.size());

@@ -107,17 +107,7 @@ TEST_CASE("every variant: outputs and gradients are bitwise equal with 1 and 2 t
     auto& m = *model;
     const Index V = m.vocab_size();
     const Ids ids = random_ids(3, 60, V, 13), targets = next_tokens(ids);
-    auto run = [&] {
-      m.zero_grad();
-      m.set_step(3);
-      const float loss = m.forward(ids, targets, true);
-      m.backward();
-      auto g = all_grads(m);
-      g.push_back(loss);
-      const auto p = m.predict(ids);
-      g.insert(g.end(), p.data(), p.data() + p.size());
-      return g;
-    };
+    auto run = [&] { return step_and_predict(m, ids, targets); };
     REQUIRE(same_bits(with_threads(1, run), with_threads(2, run)));
   };
   check(std::make_unique<hattn::Decoder<pooled>>(97, 64, 11));

@@ -164,4 +164,19 @@ void check_causality(Index V, Index S, Index T) {
 }
 
 
+// Everything one training step and one inference pass produce, flat: every gradient, the loss
+// (dropout on, step 3) and the probabilities; for the 1 vs 2 threads comparisons.
+template <class Model>
+std::vector<float> step_and_predict(Model& m, const Ids& ids, const Ids& targets) {
+  m.zero_grad();
+  m.set_step(3);
+  const float loss = m.forward(ids, targets, true);
+  m.backward();
+  auto g = all_grads(m);
+  g.push_back(loss);
+  const auto p = m.predict(ids);
+  g.insert(g.end(), p.data(), p.data() + p.size());
+  return g;
+}
+
 }  // namespace hattn::test

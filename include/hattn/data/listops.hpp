@@ -197,27 +197,8 @@ struct ListOpsBatch {
   std::vector<Index> answer_at;     ///< (B) the marker's position in each row
 };
 
-/// Frames `examples` (non-empty) as one batch.
-inline ListOpsBatch frame_listops(std::span<const ListOpsExample> examples) {
-  hattn::detail::require(!examples.empty(), "frame_listops", "no examples");
-  Index T = 0;
-  for (const auto& e : examples) T = std::max(T, Index(e.tokens.size()) + 1);
-  const Index B = Index(examples.size());
-  ListOpsBatch batch{Tensor<std::int32_t, 2>(B, T), Tensor<std::int32_t, 2>(B, T), {}};
-  batch.ids.setConstant(listops_pad);
-  batch.targets.setConstant(-100);
-  for (Index b = 0; b < B; ++b) {
-    const auto& tokens = examples[std::size_t(b)].tokens;
-    for (std::size_t t = 0; t < tokens.size(); ++t) batch.ids(b, Index(t)) = tokens[t];
-    const Index at = Index(tokens.size());
-    batch.ids(b, at) = listops_answer;
-    batch.targets(b, at) = examples[std::size_t(b)].answer;
-    batch.answer_at.push_back(at);
-  }
-  return batch;
-}
-
-/// Fills row `b` of (B, T) `ids` and `targets` with `e` framed as frame_listops() frames it.
+/// Fills row `b` of (B, T) `ids` and `targets` with `e`: the expression, the answer marker, padding;
+/// the answer as the only target (-100 elsewhere).
 inline void fill_listops_row(View<std::int32_t, 2> ids, View<std::int32_t, 2> targets, Index b, const ListOpsExample& e) {
   const Index T = ids.dim(1), n = Index(e.tokens.size());
   hattn::detail::require(n + 1 <= T, "fill_listops_row", "an expression of ", n, " tokens and its answer marker do not fit in ",
@@ -226,6 +207,20 @@ inline void fill_listops_row(View<std::int32_t, 2> ids, View<std::int32_t, 2> ta
     ids(b, t) = t < n ? e.tokens[std::size_t(t)] : t == n ? listops_answer : listops_pad;
     targets(b, t) = t == n ? e.answer : -100;
   }
+}
+
+/// Frames `examples` (non-empty) as one batch.
+inline ListOpsBatch frame_listops(std::span<const ListOpsExample> examples) {
+  hattn::detail::require(!examples.empty(), "frame_listops", "no examples");
+  Index T = 0;
+  for (const auto& e : examples) T = std::max(T, Index(e.tokens.size()) + 1);
+  const Index B = Index(examples.size());
+  ListOpsBatch batch{Tensor<std::int32_t, 2>(B, T), Tensor<std::int32_t, 2>(B, T), {}};
+  for (Index b = 0; b < B; ++b) {
+    fill_listops_row(batch.ids, batch.targets, b, examples[std::size_t(b)]);
+    batch.answer_at.push_back(Index(examples[std::size_t(b)].tokens.size()));
+  }
+  return batch;
 }
 
 /// ListOps as a data source for hattn::Trainer (its data concept): every training row a new
