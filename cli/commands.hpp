@@ -28,6 +28,16 @@ inline constexpr int exit_diverged = 3;
 inline constexpr const char* preset_key = "hattn.preset";
 inline constexpr const char* variant_key = "hattn.variant";
 inline constexpr const char* tokenizer_key = "hattn.tokenizer";
+/// What a run trained on: "text" (a corpus, next-token loss) or "listops" (generated ListOps,
+/// the answer's loss). Checkpoints without it are text.
+inline constexpr const char* task_key = "hattn.task";
+
+/// The task a checkpoint was trained on (its hattn.task; "text" without one).
+inline std::string checkpoint_task(const fs::path& path) {
+  const auto meta = hattn::read_checkpoint_metadata(path);
+  const auto it = meta.find(task_key);
+  return it == meta.end() ? "text" : it->second;
+}
 
 /// Options every subcommand shares.
 struct Common {
@@ -50,8 +60,22 @@ inline std::optional<std::int64_t> checkpoint_step(const fs::path& path) {
   return hattn::parse_train_state(it->second, "'" + path.string() + "': ").step;
 }
 
+/// Throws hattn::Error unless checkpoint `path` was trained on `task`.
+inline void require_task(const fs::path& path, const std::string& task) {
+  const std::string trained = checkpoint_task(path);
+  check(trained == task, "'", path.string(), "' was trained on task ", trained, ", not ", task);
+}
+
+/// Throws hattn::Error unless checkpoint `path` was trained on text: `command` reads a prompt.
+inline void require_text(const fs::path& path, const char* command) {
+  check(checkpoint_task(path) == "text", "'", path.string(), "' was trained on ListOps: ", command,
+        " reads text; score it with hattn eval --task listops");
+}
+
 /// Options of `hattn train`.
 struct TrainArgs {
+  std::string task = "text";  // "text" or "listops"
+  Index listops_examples = 2000;  // held-out ListOps examples
   std::string preset = "tiny";
   std::string variant = "replace";
   std::string data = hattn::cli::default_corpus;
@@ -87,6 +111,9 @@ struct GenerateArgs {
 struct EvalArgs {
   std::string checkpoint = "runs/tiny/checkpoint.safetensors";
   std::string data;
+  std::string task;                // empty: the checkpoint's
+  Index listops_examples = 2000;   // ListOps examples to score
+  std::uint64_t listops_seed = 2;  // their seed (training's held-out set uses 1)
 };
 
 /// Options of `hattn attention`.

@@ -9,14 +9,17 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "commands.hpp"
+#include "hattn/data/listops.hpp"
 #include "hattn/hattn.hpp"
 #include "hattn/io/gpt2_bpe.hpp"
 #include "hattn/train/checkpoint.hpp"
@@ -99,98 +102,67 @@ inline std::vector<std::int32_t> prompt_ids(const hattn::io::Tokenizer& tok, con
 // ---------------------------------------------------------------------------------------------------
 // train
 
+/// The ListOps task of a model with `sequence_length` tokens (LRA's generator, lengths scaled to
+/// it), with `examples` held out from seed `seed` (stream 1; training draws use stream 0).
+inline hattn::data::ListOpsTask listops_task(Index sequence_length, Index examples, std::uint64_t seed = 1) {
+  check(examples >= 1, "--listops-examples must be >= 1, got ", examples);
+  check(sequence_length >= 16, "ListOps needs a sequence of at least 16 tokens, the preset has ", sequence_length);
+  return hattn::data::ListOpsTask(hattn::data::ListOpsOptions::for_sequence(sequence_length), sequence_length,
+                                  examples, seed);
+}
+
+/// "[MAX 2 9 ... ] = 9 (the model: 9)": an example's expression (its first 60 characters) and
+/// answer with the model's.
+template <class Model>
+std::string listops_example(const Model& model, const hattn::data::ListOpsExample& e) {
+  std::string text = hattn::data::listops_text(e.tokens);
+  if (text.size() > 60) text = text.substr(0, 57) + "...";
+  const hattn::data::ListOpsExample one[] = {e};
+  return fmt::format("{} = {} (the model: {})", text, e.answer, hattn::data::listops_predict(model, one)[0]);
+}
+
 /// Default steps per preset: tiny trains for a few minutes on 2 cores.
 inline std::int64_t default_steps(const Preset& p) { return p.name == "tiny" ? 1500 : p.name == "small" ? 3000 : 20000; }
 
-template <Config C>
-int Commands<C>::train(const Preset& preset, const Variant& variant, TrainArgs a, const Common& common) {
-  using Model = hattn::Decoder<C>;
-  const auto tok = tokenizer_for(preset, common);
-  if (a.out.empty()) a.out = "runs/" + std::string(preset.name);
-  const std::string_view saved[] = {"checkpoint.safetensors", "model.safetensors", "metrics.jsonl"};  // replaced via temporaries
-  const fs::path ckpt = fs::path(a.out) / saved[0], weights = fs::path(a.out) / saved[1];
-  const fs::path log_path = fs::path(a.out) / saved[2], chart = fs::path(a.out) / "loss.svg";
+/// What a training run reports that depends on its task: how a validation loss reads, what the
+/// metrics log records with it, the text shown after each validation and at the end.
+struct TaskReport {
+  /// What a validation loss means: the text printed after it ("3.123 bits per byte", "accuracy
+  /// 41.2%") and the fields logged with it.
+  std::function<std::pair<std::string, nlohmann::json>(double loss)> validation;
+  std::function<std::string()> progress_sample;           ///< shown after each validation
+  std::function<std::string(Index tokens)> final_sample;  ///< shown at the end
+};
 
-  // --steps is the total, counted from step 0: a checkpoint beyond it has nothing left to train.
-  const std::int64_t steps = a.steps > 0 ? a.steps : default_steps(preset);
-  auto check_resume_step = [&](std::int64_t at) {
-    check(at <= steps, "'", a.resume, "' is already at step ", at, ", beyond ",
-          a.steps > 0 ? fmt::format("--steps {}", steps) : fmt::format("the preset's {} steps", steps),
-          ": --steps is the total, counted from step 0; pass one above ", at, " to train on");
-  };
-  if (!a.resume.empty())
-    if (const auto at = checkpoint_step(a.resume)) check_resume_step(*at);
-
-  std::size_t corpus_bytes = 0;
-  fmt::print("hattn train: preset {} ({}), variant {} ({}), data {}\n", preset.name, preset.about, variant.name,
-             variant.about, a.data);
-  warn_if_not_causal(C);
-  // One run per directory: a second one fails here, before it writes anything.
-  fs::create_directories(a.out);
-  const hattn::cli::RunLock lock(a.out);
-  for (const auto& t : hattn::cli::remove_stale_temporaries(lock, saved)) {
-    if (t.removed)
-      fmt::print("removed '{}' ({} bytes), left by a save of process {}, which has ended\n", t.path.string(), t.bytes,
-                 t.pid);
-    else
-      fmt::print(stderr, "hattn: warning: kept '{}' ({} bytes): process {} is running and may be writing it; "
-                 "remove the file if it is not\n", t.path.string(), t.bytes, t.pid);
-  }
-  const hattn::GemmInfo gemm = hattn::gemm_info();
-  fmt::print("{}\n", gemm.summary());
-  if (!gemm.warning.empty()) fmt::print(stderr, "{}\n", gemm.warning);
-  std::vector<std::int32_t> tokens = hattn::cli::read_corpus(a.data, *tok, &corpus_bytes);
-  const Index needed = hattn::data::Dataset::minimum_tokens(preset.sequence_length, a.validation);
-  check(Index(tokens.size()) >= needed, "the corpus has ", tokens.size(), " tokens, too few for preset ",
-        preset.name, ": sequences of ", preset.sequence_length, " tokens with --validation ", a.validation,
-        " need at least ", needed,
-        a.validation > 0 ? " (a whole sequence in the held-out part, one sequence + 1 in the rest)"
-                         : " (one sequence + 1)");
-  hattn::data::Dataset data(std::move(tokens), preset.sequence_length, a.validation);
-  const auto val = data.validation_tokens();
-  const double val_bytes = double(tok->decode(std::vector<std::int32_t>(val.begin(), val.end())).size());
-  const double bytes_per_token = val.empty() ? 1.0 : val_bytes / double(val.size());
-  fmt::print("corpus: {:.1f} MB, {} tokens ({} training, {} validation)\n", double(corpus_bytes) / 1e6,
-             data.tokens().size(), data.train_tokens().size(), val.size());
-
-  hattn::TrainOptions o;
-  o.steps = steps;
-  o.batch = a.batch > 0 ? a.batch : preset.batch;
-  o.micro_batches = a.micro_batches;
-  o.lr = a.lr > 0 ? a.lr : preset.lr;
-  o.min_lr = o.lr / 10;
-  o.warmup_steps = a.warmup >= 0 ? a.warmup : o.steps / 20;
-  o.weight_decay = a.weight_decay;
-  o.clip = a.clip;
-  const bool validating = data.validation_windows() > 0;  // false with --validation 0
-  o.eval_every = validating ? a.eval_every : 0;
-  o.eval_batches = 8;
-  o.seed = a.seed;
-
-  Model model(preset.vocab_size, preset.sequence_length, a.seed);
-  model.set_checkpointing(a.checkpointing);
-  hattn::Trainer<Model> trainer(model, data, o);
+/// The part of `hattn train` every task shares: resume, checkpoints, the metrics log, progress,
+/// validation, divergence handling, the final files. `data` is the Trainer's data source.
+template <class Model, class Data>
+int run_training(const Preset& preset, const Variant& variant, const TrainArgs& a, Model& model, const Data& data,
+                 hattn::TrainOptions o, const std::map<std::string, std::string>& meta, const TaskReport& report,
+                 const hattn::cli::RunLock& lock) {
+  (void)lock;  // held by the caller for the whole run
+  const fs::path ckpt = fs::path(a.out) / "checkpoint.safetensors", weights = fs::path(a.out) / "model.safetensors";
+  const fs::path log_path = fs::path(a.out) / "metrics.jsonl", chart = fs::path(a.out) / "loss.svg";
+  const bool validating = data.validation_windows() > 0;
+  o.eval_every = validating ? o.eval_every : 0;
+  hattn::Trainer<Model, Data> trainer(model, data, o);
   std::vector<std::pair<double, double>> train_curve, val_curve;
   if (!a.resume.empty()) {
     const auto c = hattn::load_training_checkpoint(a.resume, model);
-    check_resume_step(c.state.step);
     trainer.restore(c.state);
     fmt::print("resumed from {} at step {}\n", a.resume, c.state.step);
-    if (c.state.step == steps)
-      fmt::print("nothing to train: the checkpoint is at step {} of {}; writing the final files\n", steps, steps);
+    if (c.state.step == o.steps)
+      fmt::print("nothing to train: the checkpoint is at step {} of {}; writing the final files\n", o.steps, o.steps);
     // The log continues from the checkpoint: lines of steps it has not seen go (a killed run's).
     if (const auto trim = hattn::cli::trim_metrics(log_path, c.state.step); trim.dropped > 0)
       fmt::print("'{}': kept {} up to the checkpoint's step {}, dropped {} (later or repeated steps, torn or invalid "
                  "lines)\n", log_path.string(), lines(trim.kept), c.state.step, lines(trim.dropped));
   }
   fmt::print("model: {} parameters, levels {}, heads {}, d_model {}, sequence {}, batch {}; {} steps, lr {:g}{}\n",
-             model.parameter_count(), C.levels, C.heads, C.d_model, preset.sequence_length, o.batch, o.steps, o.lr,
-             a.checkpointing ? "; gradient checkpointing" : "");
+             model.parameter_count(), Model::config.levels, Model::config.heads, Model::config.d_model,
+             preset.sequence_length, o.batch, o.steps, o.lr, a.checkpointing ? "; gradient checkpointing" : "");
 
   hattn::cli::MetricsLog log(log_path, !a.resume.empty());
-  const std::map<std::string, std::string> meta{{preset_key, std::string(preset.name)},
-                                                {variant_key, std::string(variant.name)},
-                                                {tokenizer_key, std::string(preset.tokenizer)}};
   // The step of the checkpoint in --out this run can fall back on: the one it resumed from if that
   // is the same file, else none until it saves.
   std::error_code same_ec;
@@ -203,12 +175,13 @@ int Commands<C>::train(const Preset& preset, const Variant& variant, TrainArgs a
     hattn::save_training_checkpoint(ckpt, model, trainer.state(), meta);
     last_saved = trainer.step();
   };
-  auto sample = [&](Index n) {
-    const std::vector<std::int32_t> start = tok->encode("\n");
-    hattn::Tensor<std::int32_t, 2> ids(1, Index(start.size()));
-    std::copy(start.begin(), start.end(), ids.data());
-    const auto out = hattn::generate(model, ids, {.max_new_tokens = n, .temperature = 0.8, .top_k = 40, .seed = 1});
-    return tok->decode(out[0]);
+  auto log_eval = [&](std::int64_t step, double loss) {
+    auto [text, fields] = report.validation(loss);
+    nlohmann::json record{{"step", step}, {"val_loss", loss}};
+    record.update(fields);
+    log.append(record);
+    val_curve.emplace_back(double(step), loss);
+    return text;
   };
 
   const bool tty = ::isatty(STDOUT_FILENO);
@@ -237,11 +210,9 @@ int Commands<C>::train(const Preset& preset, const Variant& variant, TrainArgs a
     if (a.save_every > 0 && (s.step + 1) % a.save_every == 0) save();
   };
   trainer.on_eval = [&](const hattn::EvalInfo& e) {
-    const double bpb = e.loss / std::log(2.0) / bytes_per_token;
-    log.append({{"step", e.step}, {"val_loss", e.loss}, {"val_bits_per_byte", bpb}});
-    val_curve.emplace_back(double(e.step), e.loss);
-    fmt::print("{}step {}: validation loss {:.4f}, {:.3f} bits per byte\n", tty ? "\n" : "", e.step, e.loss, bpb);
-    fmt::print("  sample: {:?}\n", sample(80));
+    const std::string text = log_eval(e.step, e.loss);
+    fmt::print("{}step {}: validation loss {:.4f}, {}\n", tty ? "\n" : "", e.step, e.loss, text);
+    fmt::print("  {}\n", report.progress_sample());
     std::fflush(stdout);
   };
 
@@ -268,27 +239,137 @@ int Commands<C>::train(const Preset& preset, const Variant& variant, TrainArgs a
   save();
   hattn::save_safetensors(model, weights, meta);
   // The final validation, unless the last step just ran one.
-  if (validating && (val_curve.empty() || val_curve.back().first != double(trainer.step()))) {
-    const auto e = trainer.evaluate();
-    log.append({{"step", trainer.step()}, {"val_loss", e.loss},
-                {"val_bits_per_byte", e.loss / std::log(2.0) / bytes_per_token}});
-    val_curve.emplace_back(double(trainer.step()), e.loss);
-  }
+  std::string final_text;
+  if (validating && (val_curve.empty() || val_curve.back().first != double(trainer.step())))
+    final_text = log_eval(trainer.step(), trainer.evaluate().loss);
+  else if (validating)
+    final_text = report.validation(val_curve.back().second).first;
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   hattn::cli::write_line_chart_svg(chart, fmt::format("hattn {} ({}): loss", preset.name, variant.name), "step",
                                    "cross-entropy (nats per token)",
                                    {{"training", "#1f77b4", train_curve}, {"validation", "#d62728", val_curve}});
   if (validating) {
-    const double final_loss = val_curve.back().second, bpb = final_loss / std::log(2.0) / bytes_per_token;
-    fmt::print("done: {} steps in {}, validation loss {:.4f} = {:.3f} bits per byte\n", trainer.step(),
-               format_duration(seconds), final_loss, bpb);
+    const double final_loss = val_curve.back().second;
+    fmt::print("done: {} steps in {}, validation loss {:.4f}, {}\n", trainer.step(), format_duration(seconds),
+               final_loss, final_text);
   } else {
     fmt::print("done: {} steps in {} (no validation split: --validation 0)\n", trainer.step(),
                format_duration(seconds));
   }
   fmt::print("wrote {}, {}, {}, {}\n", ckpt.string(), weights.string(), log_path.string(), chart.string());
-  fmt::print("sample:\n{}\n", sample(a.sample_tokens));
+  fmt::print("{}\n", report.final_sample(a.sample_tokens));
   return 0;
+}
+
+template <Config C>
+int Commands<C>::train(const Preset& preset, const Variant& variant, TrainArgs a, const Common& common) {
+  using Model = hattn::Decoder<C>;
+  const bool listops = a.task == "listops";
+  check(listops || a.task == "text", "unknown task '", a.task, "': the tasks are text, listops");
+  if (a.out.empty()) a.out = "runs/" + std::string(preset.name) + (listops ? "-listops" : "");
+  const std::string_view saved[] = {"checkpoint.safetensors", "model.safetensors", "metrics.jsonl"};  // replaced via temporaries
+
+  // --steps is the total, counted from step 0: a checkpoint beyond it has nothing left to train.
+  const std::int64_t steps = a.steps > 0 ? a.steps : default_steps(preset);
+  if (!a.resume.empty())
+    if (const auto at = checkpoint_step(a.resume))
+      check(*at <= steps, "'", a.resume, "' is already at step ", *at, ", beyond ",
+            a.steps > 0 ? fmt::format("--steps {}", steps) : fmt::format("the preset's {} steps", steps),
+            ": --steps is the total, counted from step 0; pass one above ", *at, " to train on");
+
+  fmt::print("hattn train: preset {} ({}), variant {} ({}), {}\n", preset.name, preset.about, variant.name,
+             variant.about, listops ? std::string("task ListOps (generated)") : "data " + a.data);
+  warn_if_not_causal(C);
+  // One run per directory: a second one fails here, before it writes anything.
+  fs::create_directories(a.out);
+  const hattn::cli::RunLock lock(a.out);
+  for (const auto& t : hattn::cli::remove_stale_temporaries(lock, saved)) {
+    if (t.removed)
+      fmt::print("removed '{}' ({} bytes), left by a save of process {}, which has ended\n", t.path.string(), t.bytes,
+                 t.pid);
+    else
+      fmt::print(stderr, "hattn: warning: kept '{}' ({} bytes): process {} is running and may be writing it; "
+                 "remove the file if it is not\n", t.path.string(), t.bytes, t.pid);
+  }
+  const hattn::GemmInfo gemm = hattn::gemm_info();
+  fmt::print("{}\n", gemm.summary());
+  if (!gemm.warning.empty()) fmt::print(stderr, "{}\n", gemm.warning);
+
+  hattn::TrainOptions o;
+  o.steps = steps;
+  o.batch = a.batch > 0 ? a.batch : preset.batch;
+  o.micro_batches = a.micro_batches;
+  o.lr = a.lr > 0 ? a.lr : preset.lr;
+  o.min_lr = o.lr / 10;
+  o.warmup_steps = a.warmup >= 0 ? a.warmup : o.steps / 20;
+  o.weight_decay = a.weight_decay;
+  o.clip = a.clip;
+  o.eval_every = a.eval_every;
+  o.eval_batches = 8;
+  o.seed = a.seed;
+
+  Model model(preset.vocab_size, preset.sequence_length, a.seed);
+  model.set_checkpointing(a.checkpointing);
+  std::map<std::string, std::string> meta{{preset_key, std::string(preset.name)},
+                                          {variant_key, std::string(variant.name)},
+                                          {tokenizer_key, listops ? "listops" : std::string(preset.tokenizer)},
+                                          {task_key, listops ? "listops" : "text"}};
+  if (!a.resume.empty()) require_task(a.resume, listops ? "listops" : "text");
+
+  if (listops) {
+    const Index S = preset.sequence_length;
+    const hattn::data::ListOpsTask task = listops_task(S, a.listops_examples);
+    const std::span<const hattn::data::ListOpsExample> held_out(task.validation());
+    // Accuracy during training on the first 500 held-out examples; at the end on all of them.
+    const auto progress = held_out.first(std::min<std::size_t>(held_out.size(), 500));
+    fmt::print("task: ListOps as the Long Range Arena generates it, expressions of {} to {} tokens; {} held-out "
+               "examples (majority class {:.1f}%)\n", task.options().min_length + 1, task.options().max_length - 1,
+               held_out.size(), 100 * hattn::data::listops_majority(held_out));
+    TaskReport report{
+        [&](double) {
+          const double acc = hattn::data::listops_accuracy(model, progress);
+          return std::pair{fmt::format("accuracy {:.1f}% on {} held-out examples", 100 * acc, progress.size()),
+                           nlohmann::json{{"val_accuracy", acc}}};
+        },
+        [&] { return fmt::format("example: {}", listops_example(model, held_out[0])); },
+        [&](Index) {
+          return fmt::format("accuracy on all {} held-out examples: {:.2f}% (majority class {:.2f}%)\nexample: {}",
+                             held_out.size(), 100 * hattn::data::listops_accuracy(model, held_out),
+                             100 * hattn::data::listops_majority(held_out), listops_example(model, held_out[0]));
+        }};
+    return run_training(preset, variant, a, model, task, o, meta, report, lock);
+  }
+
+  const auto tok = tokenizer_for(preset, common);
+  std::size_t corpus_bytes = 0;
+  std::vector<std::int32_t> tokens = hattn::cli::read_corpus(a.data, *tok, &corpus_bytes);
+  const Index needed = hattn::data::Dataset::minimum_tokens(preset.sequence_length, a.validation);
+  check(Index(tokens.size()) >= needed, "the corpus has ", tokens.size(), " tokens, too few for preset ",
+        preset.name, ": sequences of ", preset.sequence_length, " tokens with --validation ", a.validation,
+        " need at least ", needed,
+        a.validation > 0 ? " (a whole sequence in the held-out part, one sequence + 1 in the rest)"
+                         : " (one sequence + 1)");
+  hattn::data::Dataset data(std::move(tokens), preset.sequence_length, a.validation);
+  const auto val = data.validation_tokens();
+  const double val_bytes = double(tok->decode(std::vector<std::int32_t>(val.begin(), val.end())).size());
+  const double bytes_per_token = val.empty() ? 1.0 : val_bytes / double(val.size());
+  fmt::print("corpus: {:.1f} MB, {} tokens ({} training, {} validation)\n", double(corpus_bytes) / 1e6,
+             data.tokens().size(), data.train_tokens().size(), val.size());
+  auto sample = [&](Index n) {
+    const std::vector<std::int32_t> start = tok->encode("\n");
+    hattn::Tensor<std::int32_t, 2> ids(1, Index(start.size()));
+    std::copy(start.begin(), start.end(), ids.data());
+    const auto out = hattn::generate(model, ids, {.max_new_tokens = n, .temperature = 0.8, .top_k = 40, .seed = 1});
+    return tok->decode(out[0]);
+  };
+  const auto bpb = [=](double loss) { return loss / std::log(2.0) / bytes_per_token; };
+  TaskReport report{[=](double loss) {
+                      return std::pair{fmt::format("{:.3f} bits per byte", bpb(loss)),
+                                       nlohmann::json{{"val_bits_per_byte", bpb(loss)}}};
+                    },
+                    [&] { return fmt::format("sample: {:?}", sample(80)); },
+                    [&](Index n) { return "sample:\n" + sample(n); }};
+  return run_training(preset, variant, a, model, data, o, meta, report, lock);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -296,6 +377,7 @@ int Commands<C>::train(const Preset& preset, const Variant& variant, TrainArgs a
 
 template <Config C>
 int Commands<C>::generate(const Preset& preset, const Variant& variant, const GenerateArgs& a, const Common& common) {
+  require_text(a.checkpoint, "generate");
   const auto tok = tokenizer_for(preset, common);
   hattn::Decoder<C> model(preset.vocab_size, preset.sequence_length);
   load_weights(a.checkpoint, model);
@@ -314,10 +396,38 @@ int Commands<C>::generate(const Preset& preset, const Variant& variant, const Ge
 
 template <Config C>
 int Commands<C>::eval(const Preset& preset, const Variant& variant, const EvalArgs& a, const Common& common) {
-  const auto tok = tokenizer_for(preset, common);
+  const std::string task = a.task.empty() ? checkpoint_task(a.checkpoint) : a.task;
+  check(task == "text" || task == "listops", "unknown task '", task, "': the tasks are text, listops");
+  require_task(a.checkpoint, task);
   hattn::Decoder<C> model(preset.vocab_size, preset.sequence_length);
   load_weights(a.checkpoint, model);
   warn_if_not_causal(C);
+  if (task == "listops") {
+    check(a.data.empty(), "--data is for text: ListOps examples are generated (--listops-examples, --listops-seed)");
+    const hattn::data::ListOpsTask set = listops_task(preset.sequence_length, a.listops_examples, a.listops_seed);
+    const std::span<const hattn::data::ListOpsExample> examples(set.validation());
+    const std::vector<int> predicted = hattn::data::listops_predict(model, examples);
+    Index right = 0;
+    for (std::size_t i = 0; i < examples.size(); ++i) right += predicted[i] == examples[i].answer;
+    // The answer's cross-entropy, in batches of 16 rows framed as training frames them.
+    double nats = 0;
+    const Index n = Index(examples.size()), S = preset.sequence_length;
+    for (Index first = 0; first < n; first += 16) {
+      const Index B = std::min<Index>(16, n - first);
+      hattn::Tensor<std::int32_t, 2> ids(B, S), targets(B, S);  // (B, S) each
+      for (Index b = 0; b < B; ++b) hattn::data::fill_listops_row(ids, targets, b, examples[std::size_t(first + b)]);
+      nats += double(model.forward(ids, targets, false)) * double(B);
+    }
+    const double loss = nats / double(n);
+    check(std::isfinite(loss), "the ListOps loss is ", loss, ": the checkpoint's weights are not usable");
+    fmt::print("ListOps: {} examples (seed {}, stream 1), expressions of {} to {} tokens\n"
+               "accuracy {:.2f}% ({} of {}), majority class {:.2f}%, answer loss {:.4f} nats\n",
+               n, a.listops_seed, set.options().min_length + 1, set.options().max_length - 1,
+               100 * double(right) / double(n), right, n, 100 * hattn::data::listops_majority(examples), loss);
+    return 0;
+  }
+  check(!a.data.empty(), "--data is required for text: the file or directory to score");
+  const auto tok = tokenizer_for(preset, common);
   std::size_t bytes = 0;
   const auto tokens = hattn::cli::read_corpus(a.data, *tok, &bytes);
   check(tokens.size() >= 2, "'", a.data, "' has ", tokens.size(),
@@ -343,6 +453,7 @@ int Commands<C>::eval(const Preset& preset, const Variant& variant, const EvalAr
 
 template <Config C>
 int Commands<C>::attention(const Preset& preset, const Variant& variant, const AttentionArgs& a, const Common& common) {
+  require_text(a.checkpoint, "attention");
   const auto tok = tokenizer_for(preset, common);
   hattn::Decoder<C> model(preset.vocab_size, preset.sequence_length);
   load_weights(a.checkpoint, model);

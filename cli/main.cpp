@@ -3,6 +3,7 @@
 //   hattn train [--preset tiny] [--variant replace] [--data PATH] [--out DIR] [--resume CHECKPOINT] ...
 //   hattn generate --checkpoint FILE --prompt TEXT
 //   hattn eval --checkpoint FILE --data FILE
+//   hattn train --task listops [--preset small] ...;  hattn eval --checkpoint FILE --task listops
 //   hattn inspect FILE
 //   hattn attention --checkpoint FILE --prompt TEXT --out DIR
 //   hattn tokenize [--bpe DIR] < text
@@ -81,8 +82,9 @@ int run_inspect(const std::string& path) {
   const auto& meta = file.metadata();
   auto get = [&](const char* key) { const auto it = meta.find(key); return it == meta.end() ? std::string("-") : it->second; };
   fmt::print("{}\n", path);
-  fmt::print("config:    {}\npreset:    {}\nvariant:   {}\ntokenizer: {}\n", get(hattn::config_key), get(preset_key),
-             variant_text(meta), get(tokenizer_key));
+  fmt::print("config:    {}\npreset:    {}\nvariant:   {}\ntokenizer: {}\ntask:      {}\n", get(hattn::config_key),
+             get(preset_key), variant_text(meta), get(tokenizer_key),
+             meta.count(hattn::cli::task_key) ? get(hattn::cli::task_key) : "text");
   if (meta.count(hattn::train_state_key)) fmt::print("training:  {}\n", get(hattn::train_state_key));
   Index params = 0, trainable = 0, moments = 0;
   for (const auto& name : file.names()) {
@@ -130,7 +132,11 @@ int main(int argc, char** argv) {
   app.add_option("--threads", common.threads, "threads to use (0: all cores)")->check(CLI::NonNegativeNumber);
 
   hattn::cli::TrainArgs ta;
-  auto* train = app.add_subcommand("train", "train a preset on a text file or directory, then sample");
+  auto* train = app.add_subcommand("train", "train a preset on a text file or directory, then sample; or on ListOps");
+  train->add_option("--task", ta.task, "text: next-token loss on --data; listops: generated ListOps expressions, "
+                    "the answer's loss")->capture_default_str()->check(CLI::IsMember({"text", "listops"}));
+  train->add_option("--listops-examples", ta.listops_examples, "held-out ListOps examples (--task listops)")
+      ->capture_default_str();
   train->add_option("--preset", ta.preset, "model preset: " + hattn::cli::preset_names())->capture_default_str();
   train->add_option("--variant", ta.variant,
                     "attention variant (SPEC.md \"Variants\"): " + hattn::cli::variant_names() +
@@ -165,9 +171,13 @@ int main(int argc, char** argv) {
   gen->add_option("--seed", ga.seed, "sampling seed")->capture_default_str();
 
   hattn::cli::EvalArgs ea;
-  auto* eval = app.add_subcommand("eval", "loss, perplexity and bits per byte of a text file");
+  auto* eval = app.add_subcommand("eval", "loss, perplexity and bits per byte of a text file; or ListOps accuracy");
   eval->add_option("--checkpoint", ea.checkpoint, "training or model checkpoint")->capture_default_str();
-  eval->add_option("--data", ea.data, "text file or directory")->required();
+  eval->add_option("--data", ea.data, "text file or directory (task text)");
+  eval->add_option("--task", ea.task, "text or listops (default: the checkpoint's)")
+      ->check(CLI::IsMember({"text", "listops"}));
+  eval->add_option("--listops-examples", ea.listops_examples, "ListOps examples to score")->capture_default_str();
+  eval->add_option("--listops-seed", ea.listops_seed, "their seed (training holds out seed 1)")->capture_default_str();
 
   std::string inspect_path;
   auto* inspect = app.add_subcommand("inspect", "configuration, preset, parameters and tensors of a checkpoint");

@@ -76,6 +76,11 @@ TEST_CASE("ListOps answers agree with an independent evaluator, and small cases 
     ++classes[e.answer];
   }
   CHECK(classes.size() == 10);  // every class occurs
+
+  // Always guessing the most common answer: 3 of these 5 are 9.
+  std::vector<ListOpsExample> five{{{9}, 9}, {{1}, 1}, {{9}, 9}, {{2}, 2}, {{9}, 9}};
+  CHECK(listops_majority(five) == 0.6);
+  REQUIRE_THROWS_WITH(listops_majority({}), "listops_majority: no examples");
 }
 
 TEST_CASE("ListOps generation is determined by the seed and stream, and keeps its length bounds", "[listops]") {
@@ -167,18 +172,25 @@ TEST_CASE("ListOps rejects bad expressions and impossible options with exact mes
 
 namespace {
 
-// Stand-ins for a model's next_token_logits, to check what listops_accuracy counts: one that
-// ranks the true answer first, and one that ranks the answer + 1 first (and puts a larger logit
-// on a non-digit id, which must not count).
+// Stand-ins for a model's logits, to check what listops_accuracy counts: one that ranks the true
+// answer first, and one that ranks the answer + 1 first (and puts a larger logit on a non-digit
+// id, which must not count). Each reads the expression back from its row, which must be framed
+// as training frames it: the marker after the expression, padding to the sequence length.
 struct Oracle {
   int shift = 0;
-  hattn::Tensor<float, 2> next_token_logits(hattn::View<const std::int32_t, 2> ids) const {
-    std::vector<std::int32_t> expr(ids.data, ids.data + ids.dim(1) - 1);
-    REQUIRE(ids(0, ids.dim(1) - 1) == data::listops_answer);
-    hattn::Tensor<float, 2> logits(1, data::listops_vocab);
+  Index sequence_length() const { return 64; }
+  hattn::Tensor<float, 3> logits(hattn::View<const std::int32_t, 2> ids) const {
+    REQUIRE(ids.dim(1) == 64);
+    hattn::Tensor<float, 3> logits(ids.dim(0), 64, data::listops_vocab);
     logits.setZero();
-    logits(0, (data::evaluate_listops(expr) + shift) % 10) = 1;
-    logits(0, data::listops_pad) = 5;
+    for (Index b = 0; b < ids.dim(0); ++b) {
+      Index marker = 0;
+      while (ids(b, marker) != data::listops_answer) ++marker;
+      for (Index t = marker + 1; t < 64; ++t) REQUIRE(ids(b, t) == data::listops_pad);
+      const std::vector<std::int32_t> expr(&ids(b, 0), &ids(b, 0) + marker);
+      logits(b, marker, (data::evaluate_listops(expr) + shift) % 10) = 1;
+      logits(b, marker, data::listops_pad) = 5;
+    }
     return logits;
   }
 };
@@ -209,8 +221,11 @@ TEST_CASE("the ListOps task feeds a trainer, deterministically, and accuracy cou
   task.validation_batch(a, at, 1);  // examples 3, 4, 5
   for (Index row = 0; row < 3; ++row) REQUIRE(a(row, 0) == task.validation()[std::size_t(3 + row)].tokens[0]);
 
+  // Batches of 16 over 40 examples: two whole batches and a partial one.
   CHECK(listops_accuracy(Oracle{}, task.validation()) == 1.0);
   CHECK(listops_accuracy(Oracle{1}, task.validation()) == 0.0);
+  CHECK(listops_accuracy(Oracle{}, std::span(task.validation()).first(7), 3) == 1.0);
+  REQUIRE_THROWS_WITH(listops_accuracy(Oracle{}, task.validation(), 0), "listops_predict: batch must be >= 1, got 0");
 
   // A decoder trains on it: a finite loss on the answers alone, and a validation loss.
   constexpr hattn::Config cfg{.levels = 2, .heads = 2, .d_model = 16};
@@ -224,9 +239,19 @@ TEST_CASE("the ListOps task feeds a trainer, deterministically, and accuracy cou
   const hattn::TrainResult r = trainer.run();
   REQUIRE(r.status == hattn::TrainStatus::completed);
   REQUIRE(std::isfinite(r.loss));
-  const double acc = listops_accuracy(model, task.validation());
-  REQUIRE(acc >= 0.0);
-  REQUIRE(acc <= 1.0);
+  // Accuracy as counted one example at a time, from a row framed here: the expression, the marker,
+  // padding to the model's sequence length, and the digit with the largest logit at the marker.
+  Index right = 0;
+  for (const ListOpsExample& e : task.validation()) {
+    hattn::Tensor<std::int32_t, 2> row(1, 64);
+    for (Index t = 0; t < 64; ++t) row(0, t) = listops_pad;
+    std::copy(e.tokens.begin(), e.tokens.end(), row.data());
+    row(0, Index(e.tokens.size())) = listops_answer;
+    const auto logits = model.logits(row);  // (1, 64, V)
+    const float* at = &logits(0, Index(e.tokens.size()), 0);
+    right += std::max_element(at, at + 10) - at == e.answer;
+  }
+  CHECK(listops_accuracy(model, task.validation(), 7) == double(right) / 40.0);
 
   REQUIRE_THROWS_WITH(ListOpsTask(ListOpsOptions::for_sequence(128), 64),
                       "ListOpsTask: expressions of up to 127 tokens and their answer marker do not fit in "

@@ -9,6 +9,7 @@
 /// and the answer as the only target.
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -288,23 +289,50 @@ class ListOpsTask {
   std::vector<ListOpsExample> validation_;
 };
 
-/// The fraction of `examples` whose answer `model` (a hattn::Decoder) ranks first among the ten
-/// digits, reading the logits after each expression and its answer marker (inference, no dropout).
+/// The digit `model` (a hattn::Decoder) ranks first among the ten at the answer marker of each
+/// of `examples` (non-empty), reading each example as training frames it: in a row of
+/// model.sequence_length() tokens, padded after the marker (inference, no dropout; for a causal
+/// model the padding changes nothing before it). Runs `batch` rows per forward pass. Throws
+/// hattn::Error for an example that does not fit and for batch < 1.
 template <class Model>
-double listops_accuracy(const Model& model, std::span<const ListOpsExample> examples) {
-  hattn::detail::require(!examples.empty(), "listops_accuracy", "no examples");
-  Index right = 0;
-  for (const ListOpsExample& e : examples) {
-    Tensor<std::int32_t, 2> ids(1, Index(e.tokens.size()) + 1);
-    std::copy(e.tokens.begin(), e.tokens.end(), ids.data());
-    ids(0, Index(e.tokens.size())) = listops_answer;
-    const auto logits = model.next_token_logits(ids);  // (1, V)
-    int best = 0;
-    for (int d = 1; d < 10; ++d)
-      if (logits(0, d) > logits(0, best)) best = d;
-    right += best == e.answer;
+std::vector<int> listops_predict(const Model& model, std::span<const ListOpsExample> examples, Index batch = 16) {
+  hattn::detail::require(!examples.empty(), "listops_predict", "no examples");
+  hattn::detail::require(batch >= 1, "listops_predict", "batch must be >= 1, got ", batch);
+  const Index S = model.sequence_length(), n = Index(examples.size());
+  std::vector<int> predicted;  // (n)
+  for (Index first = 0; first < n; first += batch) {
+    const Index B = std::min(batch, n - first);
+    Tensor<std::int32_t, 2> ids(B, S), targets(B, S);  // (B, S) each
+    for (Index b = 0; b < B; ++b) fill_listops_row(ids, targets, b, examples[std::size_t(first + b)]);
+    const auto logits = model.logits(ids);  // (B, S, V)
+    for (Index b = 0; b < B; ++b) {
+      const Index at = Index(examples[std::size_t(first + b)].tokens.size());
+      int best = 0;
+      for (int d = 1; d < 10; ++d)
+        if (logits(b, at, d) > logits(b, at, best)) best = d;
+      predicted.push_back(best);
+    }
   }
+  return predicted;
+}
+
+/// The fraction of `examples` (non-empty) whose answer listops_predict(model, examples, batch)
+/// gets right. Throws as listops_predict.
+template <class Model>
+double listops_accuracy(const Model& model, std::span<const ListOpsExample> examples, Index batch = 16) {
+  const std::vector<int> predicted = listops_predict(model, examples, batch);
+  Index right = 0;
+  for (std::size_t i = 0; i < examples.size(); ++i) right += predicted[i] == examples[i].answer;
   return double(right) / double(examples.size());
+}
+
+/// The fraction of `examples` (non-empty) whose answer is the most common answer among them: the
+/// accuracy of always guessing that class, the floor a model must beat.
+inline double listops_majority(std::span<const ListOpsExample> examples) {
+  hattn::detail::require(!examples.empty(), "listops_majority", "no examples");
+  std::array<Index, 10> count{};
+  for (const ListOpsExample& e : examples) ++count[std::size_t(e.answer)];
+  return double(*std::max_element(count.begin(), count.end())) / double(examples.size());
 }
 
 }  // namespace hattn::data
