@@ -5,8 +5,6 @@
 namespace hattn::cli {
 
 template struct Commands<build_config("seed", "replace")>;
-#ifndef HATTN_CLI_SEED_RULE_ONLY
 template struct Commands<build_config("seed", "notebook")>;
-#endif
 
 }  // namespace hattn::cli

@@ -5,11 +5,9 @@
 namespace hattn::cli {
 
 template struct Commands<build_config("small", "replace")>;
-#ifndef HATTN_CLI_SEED_RULE_ONLY
 template struct Commands<build_config("small", "residual")>;
 template struct Commands<build_config("small", "pooled")>;
 template struct Commands<build_config("small", "dense")>;
 template struct Commands<build_config("small", "notebook")>;
-#endif
 
 }  // namespace hattn::cli

@@ -5,7 +5,7 @@
 namespace hattn::cli {
 
 template struct Commands<build_config("tiny", "replace")>;
-#ifndef HATTN_CLI_SEED_RULE_ONLY
+#ifndef HATTN_CLI_TINY_ONLY
 template struct Commands<build_config("tiny", "residual")>;
 template struct Commands<build_config("tiny", "pooled")>;
 template struct Commands<build_config("tiny", "dense")>;

@@ -70,15 +70,15 @@ struct Build {
 
 /// Every compiled (preset, variant): every variant at the tiny and small widths; at the seed's,
 /// the seed's rule and the notebook's mask (for checkpoints trained with the notebook). Configured
-/// with HATTN_CLI_VARIANTS=OFF (the sanitizer builds), the seed's rule only.
-#ifndef HATTN_CLI_SEED_RULE_ONLY
+/// with HATTN_CLI_ALL_BUILDS=OFF (the sanitizer builds), preset tiny with the seed's rule only.
+#ifndef HATTN_CLI_TINY_ONLY
 inline constexpr std::array<Build, 12> builds{{
     {"tiny", "replace"}, {"tiny", "residual"}, {"tiny", "pooled"}, {"tiny", "dense"}, {"tiny", "notebook"},
     {"small", "replace"}, {"small", "residual"}, {"small", "pooled"}, {"small", "dense"}, {"small", "notebook"},
     {"seed", "replace"}, {"seed", "notebook"},
 }};
 #else
-inline constexpr std::array<Build, 3> builds{{{"tiny", "replace"}, {"small", "replace"}, {"seed", "replace"}}};
+inline constexpr std::array<Build, 1> builds{{{"tiny", "replace"}}};
 #endif
 
 /// The names of a table's entries, comma-separated.

@@ -1,7 +1,7 @@
 // The variants of SPEC.md "Variants" tested as the seed model is (test_decoder.cpp): central
 // differences in double, checkpointing bitwise equal to the plain step, causality (and the
 // notebook's leak under seed_compat), 1 vs 2 threads, parameter names, and the cases where a
-// variant must reduce to the seed's model bitwise. Parity with PyTorch is in test_parity.cpp.
+// variant must reduce to the seed's model bitwise. Parity with PyTorch is in test_parity_variants.cpp.
 
 #include <catch2/catch.hpp>
 
