@@ -9,6 +9,7 @@ template struct Commands<build_config("tiny", "replace")>;
 template struct Commands<build_config("tiny", "residual")>;
 template struct Commands<build_config("tiny", "pooled")>;
 template struct Commands<build_config("tiny", "dense")>;
+template struct Commands<build_config("tiny", "dense3")>;
 template struct Commands<build_config("tiny", "notebook")>;
 #endif
 

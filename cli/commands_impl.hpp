@@ -132,6 +132,7 @@ struct TaskReport {
   std::function<std::pair<std::string, nlohmann::json>(double loss)> validation;
   std::function<std::string()> progress_sample;           ///< shown after each validation
   std::function<std::string(Index tokens)> final_sample;  ///< shown at the end
+  RightAxis loss_axis;  ///< the loss chart's second axis (none for an empty label)
 };
 
 /// The part of `hattn train` every task shares: resume, checkpoints, the metrics log, progress,
@@ -247,7 +248,8 @@ int run_training(const Preset& preset, const Variant& variant, const TrainArgs& 
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   hattn::cli::write_line_chart_svg(chart, fmt::format("hattn {} ({}): loss", preset.name, variant.name), "step",
                                    "cross-entropy (nats per token)",
-                                   {{"training", "#1f77b4", train_curve}, {"validation", "#d62728", val_curve}});
+                                   {{"training", "#1f77b4", train_curve}, {"validation", "#d62728", val_curve}},
+                                   report.loss_axis);
   if (validating) {
     const double final_loss = val_curve.back().second;
     fmt::print("done: {} steps in {}, validation loss {:.4f}, {}\n", trainer.step(), format_duration(seconds),
@@ -368,7 +370,8 @@ int Commands<C>::train(const Preset& preset, const Variant& variant, TrainArgs a
                                        nlohmann::json{{"val_bits_per_byte", bpb(loss)}}};
                     },
                     [&] { return fmt::format("sample: {:?}", sample(80)); },
-                    [&](Index n) { return "sample:\n" + sample(n); }};
+                    [&](Index n) { return "sample:\n" + sample(n); },
+                    {"bits per byte", 1 / std::log(2.0) / bytes_per_token}};
   return run_training(preset, variant, a, model, data, o, meta, report, lock);
 }
 
@@ -463,9 +466,17 @@ int Commands<C>::attention(const Preset& preset, const Variant& variant, const A
   hattn::Tensor<std::int32_t, 2> prompt(1, Index(ids.size()));
   std::copy(ids.begin(), ids.end(), prompt.data());
   fs::create_directories(a.out);
+  // The prompt's tokens along the axes: a printable character as itself, a space as '_', anything
+  // else (a newline, part of a multi-byte character, a BPE token of several) as '.'.
+  std::vector<std::string> chars;
+  for (const std::int32_t id : ids) {
+    const std::string s = tok->decode(std::span<const std::int32_t>(&id, 1));
+    chars.push_back(s == " " ? "_" : s.size() == 1 && s[0] > 32 && s[0] < 127 ? s : ".");
+  }
   for (const auto& map : model.attention_maps(prompt)) {
     const fs::path png = fs::path(a.out) / (map.name + ".png");
-    hattn::cli::write_heatmap_png(png, map.probs);
+    hattn::cli::write_heatmap_png(png, map.probs,
+                                  {.title = fmt::format("{}, mean over heads", map.name), .rows = chars, .cols = chars});
     fmt::print("wrote {} ({} x {})\n", png.string(), map.probs.dimension(0), map.probs.dimension(1));
   }
   return 0;

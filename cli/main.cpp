@@ -204,6 +204,8 @@ int main(int argc, char** argv) {
         throw hattn::Error(fmt::format("'{}' was trained with preset '{}', not '{}'", ta.resume, p.name, ta.preset));
       if (!ta.resume.empty() && train->count("--variant") && v.name != ta.variant)
         throw hattn::Error(fmt::format("'{}' was trained with variant '{}', not '{}'", ta.resume, v.name, ta.variant));
+      // --resume continues the checkpoint's task unless --task names another (an error then).
+      if (!ta.resume.empty() && !train->count("--task")) ta.task = hattn::cli::checkpoint_task(ta.resume);
       return hattn::cli::with_build(p, v, [&]<hattn::Config C>() { return hattn::cli::Commands<C>::train(p, v, ta, common); });
     }
     // The other model subcommands take the preset and the variant from the checkpoint.

@@ -1,5 +1,6 @@
 #pragma once
-// Pictures the command-line tool writes: the loss curve (SVG) and attention maps (PNG heatmaps).
+// Pictures the command-line tool writes: the loss curve (SVG) and attention maps (PNG heat maps,
+// drawn in cli/plots.cpp).
 
 #include <algorithm>
 #include <array>
@@ -11,7 +12,6 @@
 #include <vector>
 
 #include <fmt/format.h>
-#include <stb/stb_image_write.h>
 
 #include "hattn/core/error.hpp"
 #include "hattn/core/tensor.hpp"
@@ -35,10 +35,18 @@ inline std::vector<double> ticks(double lo, double hi, int count = 6) {
   return t;
 }
 
-/// Writes an SVG line chart of `series` (e.g. training and validation loss against the step).
+/// A second y axis on the right of a chart, reading the same curves in other units: value =
+/// y * scale (e.g. bits per byte of a loss in nats per token).
+struct RightAxis {
+  std::string label;
+  double scale = 1;
+};
+
+/// Writes an SVG line chart of `series` (e.g. training and validation loss against the step),
+/// with `right`'s axis on the right when its label is not empty.
 inline void write_line_chart_svg(const std::filesystem::path& path, const std::string& title,
                                  const std::string& x_label, const std::string& y_label,
-                                 const std::vector<Series>& series) {
+                                 const std::vector<Series>& series, const RightAxis& right = {}) {
   double x0 = 1e300, x1 = -1e300, y0 = 1e300, y1 = -1e300;
   for (const auto& s : series)
     for (auto [x, y] : s.points) {
@@ -50,7 +58,8 @@ inline void write_line_chart_svg(const std::filesystem::path& path, const std::s
   if (y1 == y0) y1 = y0 + 1;
   const double pad = 0.05 * (y1 - y0);
   y0 -= pad, y1 += pad;
-  const double W = 860, H = 520, L = 80, R = 180, Tm = 50, Bm = 60;
+  const double W = right.label.empty() ? 860 : 920, H = 520, L = 80, R = right.label.empty() ? 180 : 240, Tm = 50,
+               Bm = 60;
   auto px = [&](double x) { return L + (x - x0) / (x1 - x0) * (W - L - R); };
   auto py = [&](double y) { return H - Bm - (y - y0) / (y1 - y0) * (H - Tm - Bm); };
   std::string svg = fmt::format(
@@ -73,16 +82,26 @@ inline void write_line_chart_svg(const std::filesystem::path& path, const std::s
   svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", (L + W - R) / 2, H - 18, x_label);
   svg += fmt::format("<text transform=\"translate(22,{}) rotate(-90)\" text-anchor=\"middle\">{}</text>\n",
                      (Tm + H - Bm) / 2, y_label);
+  if (!right.label.empty() && right.scale > 0) {
+    for (double t : ticks(y0 * right.scale, y1 * right.scale)) {
+      const double y = py(t / right.scale);
+      svg += fmt::format("<line x1=\"{0}\" y1=\"{1:.1f}\" x2=\"{2}\" y2=\"{1:.1f}\" stroke=\"#333\"/>"
+                         "<text x=\"{3}\" y=\"{4:.1f}\">{5:g}</text>\n",
+                         W - R, y, W - R + 5, W - R + 8, y + 4, t);
+    }
+    svg += fmt::format("<text transform=\"translate({},{}) rotate(90)\" text-anchor=\"middle\">{}</text>\n",
+                       W - R + 52, (Tm + H - Bm) / 2, right.label);
+  }
   int row = 0;
   for (const auto& s : series) {
     std::string pts;
     for (auto [x, y] : s.points)
       if (std::isfinite(y)) pts += fmt::format("{:.1f},{:.1f} ", px(x), py(y));
     svg += fmt::format("<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.8\" points=\"{}\"/>\n", s.color, pts);
-    const double ly = Tm + 20 + 22 * row++;
+    const double ly = Tm + 20 + 22 * row++, lx = right.label.empty() ? W - R + 15 : W - R + 70;
     svg += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"{3}\" stroke-width=\"3\"/>"
                        "<text x=\"{4}\" y=\"{5}\">{6}</text>\n",
-                       W - R + 15, ly, W - R + 40, s.color, W - R + 46, ly + 4, s.name);
+                       lx, ly, lx + 25, s.color, lx + 31, ly + 4, s.name);
   }
   svg += "</svg>\n";
   std::ofstream out(path);
@@ -90,36 +109,41 @@ inline void write_line_chart_svg(const std::filesystem::path& path, const std::s
   detail::require(bool(out), "write_line_chart_svg", "cannot write '", path.string(), "'");
 }
 
-/// Viridis-like colour of v in [0, 1].
-inline std::array<std::uint8_t, 3> colormap(double v) {
-  static constexpr std::array<std::array<double, 3>, 5> stops{
-      {{68, 1, 84}, {59, 82, 139}, {33, 145, 140}, {94, 201, 98}, {253, 231, 37}}};
-  v = std::clamp(v, 0.0, 1.0) * 4;
-  const int i = std::min(3, int(v));
-  const double f = v - i;
-  std::array<std::uint8_t, 3> c{};
-  for (int k = 0; k < 3; ++k) c[k] = std::uint8_t(std::lround(stops[i][k] * (1 - f) + stops[i + 1][k] * f));
-  return c;
-}
+/// A heat map's annotations: its title, and one label per row and per column (e.g. the prompt's
+/// characters), drawn along the axes where a cell is wide enough for one; empty: none.
+struct HeatmapLabels {
+  std::string title;
+  std::string x_axis = "key position";
+  std::string y_axis = "query position";
+  std::vector<std::string> rows, cols;
+};
 
-/// Writes a (rows, cols) matrix as a PNG heatmap, each entry a square of pixels (about 512 pixels
-/// across in all), values scaled by sqrt so that small attention weights stay visible.
+/// Where write_heatmap_png puts the map: `cell` pixels per entry, its top-left corner at (left,
+/// top), the image width x height pixels.
+struct HeatmapLayout {
+  Index cell, left, top, width, height;
+};
+
+/// The layout of a (rows, cols) heat map with `labels`.
+HeatmapLayout heatmap_layout(Index rows, Index cols, const HeatmapLabels& labels);
+
+/// The heat maps' colour of v in [0, 1] (viridis-like: dark violet to yellow), as RGB.
+std::array<std::uint8_t, 3> heatmap_colour(double v);
+
+/// Writes a (rows, cols) row-major matrix of values >= 0 as a PNG heat map: each entry a square of
+/// pixels (about 512 across in all), the colour scaled by sqrt(value / max) so that small weights
+/// stay visible; with the title above, tick marks and position numbers on both axes, the labels
+/// along them where they fit, and a colour bar giving the value of each colour. Throws
+/// hattn::Error when the file cannot be written. (cli/plots.cpp)
+void write_heatmap_png(const std::filesystem::path& path, const std::vector<double>& values, Index rows, Index cols,
+                       const HeatmapLabels& labels);
+
+/// As above, for a (rows, cols) tensor.
 template <class T>
-void write_heatmap_png(const std::filesystem::path& path, const Tensor<T, 2>& m) {
-  const Index rows = m.dimension(0), cols = m.dimension(1);
-  const Index cell = std::max<Index>(1, 512 / std::max<Index>(1, std::max(rows, cols)));
-  double top = 0;
-  for (Index i = 0; i < m.size(); ++i) top = std::max(top, double(m.data()[i]));
-  const Index w = cols * cell, h = rows * cell;
-  std::vector<std::uint8_t> img(std::size_t(w * h * 3));
-  for (Index y = 0; y < h; ++y)
-    for (Index x = 0; x < w; ++x) {
-      const double v = top > 0 ? std::sqrt(double(m(y / cell, x / cell)) / top) : 0;
-      const auto c = colormap(v);
-      std::copy(c.begin(), c.end(), img.begin() + (y * w + x) * 3);
-    }
-  detail::require(stbi_write_png(path.string().c_str(), int(w), int(h), 3, img.data(), int(w * 3)) != 0,
-                  "write_heatmap_png", "cannot write '", path.string(), "'");
+void write_heatmap_png(const std::filesystem::path& path, const Tensor<T, 2>& m, const HeatmapLabels& labels) {
+  std::vector<double> values(std::size_t(m.size()));  // (rows, cols), row-major like m
+  for (Index i = 0; i < m.size(); ++i) values[std::size_t(i)] = double(m.data()[i]);
+  write_heatmap_png(path, values, m.dimension(0), m.dimension(1), labels);
 }
 
 }  // namespace hattn::cli

@@ -45,21 +45,28 @@ struct Variant {
   int summaries;
   Mixer mixer;
   bool seed_compat;
+  int blocks;              ///< decoder blocks; 0: the preset's
   std::string_view about;  ///< one line for --help and the training banner
 };
 
 /// Every variant the tool offers. `pooled` is the residual rule with 16 summaries: at the tiny and
 /// small presets (leaf chunks of 32 rows) every tree level pools, so the tree costs O(T (C + 16 L)).
-inline constexpr std::array<Variant, 5> variants{{
-    {"replace", NodeCombine::replace, 0, Mixer::hierarchical, false,
+/// `dense3` is the dense baseline with 3 blocks, matched to the hierarchical variants' parameter
+/// count: a hierarchical slot has levels + 1 attentions where a dense one has 1, so a hierarchical
+/// block of levels L holds as many weights as about 1 + 2 L / 3 dense blocks (3 at the small
+/// preset's L = 4: 795,520 against 795,264 per block; at tiny's L = 3, 2.5, so dense3 has 17% more).
+inline constexpr std::array<Variant, 6> variants{{
+    {"replace", NodeCombine::replace, 0, Mixer::hierarchical, false, 0,
      "the seed's rule: each right sibling is replaced by its cross-attention over the left"},
-    {"residual", NodeCombine::residual, 0, Mixer::hierarchical, false,
+    {"residual", NodeCombine::residual, 0, Mixer::hierarchical, false, 0,
      "each right sibling keeps its rows and adds its cross-attention over the left"},
-    {"pooled", NodeCombine::residual, 16, Mixer::hierarchical, false,
+    {"pooled", NodeCombine::residual, 16, Mixer::hierarchical, false, 0,
      "residual, with keys from 16 mean-pooled summaries of each left sibling: sub-quadratic"},
-    {"dense", NodeCombine::replace, 0, Mixer::dense, false,
+    {"dense", NodeCombine::replace, 0, Mixer::dense, false, 0,
      "causal full attention over the whole sequence: the baseline"},
-    {"notebook", NodeCombine::replace, 0, Mixer::hierarchical, true,
+    {"dense3", NodeCombine::replace, 0, Mixer::dense, false, 3,
+     "the dense baseline with 3 blocks: about the hierarchical variants' parameter count"},
+    {"notebook", NodeCombine::replace, 0, Mixer::hierarchical, true, 0,
      "the seed notebook's -1e9 * tril mask (seed_compat), for checkpoints trained with it: NOT causal"},
 }};
 
@@ -72,9 +79,11 @@ struct Build {
 /// the seed's rule and the notebook's mask (for checkpoints trained with the notebook). Configured
 /// with HATTN_CLI_ALL_BUILDS=OFF (the sanitizer builds), preset tiny with the seed's rule only.
 #ifndef HATTN_CLI_TINY_ONLY
-inline constexpr std::array<Build, 12> builds{{
-    {"tiny", "replace"}, {"tiny", "residual"}, {"tiny", "pooled"}, {"tiny", "dense"}, {"tiny", "notebook"},
-    {"small", "replace"}, {"small", "residual"}, {"small", "pooled"}, {"small", "dense"}, {"small", "notebook"},
+inline constexpr std::array<Build, 14> builds{{
+    {"tiny", "replace"}, {"tiny", "residual"}, {"tiny", "pooled"}, {"tiny", "dense"}, {"tiny", "dense3"},
+    {"tiny", "notebook"},
+    {"small", "replace"}, {"small", "residual"}, {"small", "pooled"}, {"small", "dense"}, {"small", "dense3"},
+    {"small", "notebook"},
     {"seed", "replace"}, {"seed", "notebook"},
 }};
 #else
@@ -91,7 +100,7 @@ std::string names_of(const Table& table) {
 
 /// "tiny, small, seed".
 inline std::string preset_names() { return names_of(presets); }
-/// "replace, residual, pooled, dense, notebook".
+/// "replace, residual, pooled, dense, dense3, notebook".
 inline std::string variant_names() { return names_of(variants); }
 
 /// The preset called `name`; throws hattn::Error naming the compiled ones.
@@ -109,12 +118,13 @@ inline const Variant& find_variant(std::string_view name) {
   throw Error(detail::concat("unknown variant '", name, "': the variants are ", variant_names()));
 }
 
-/// `preset`'s configuration with `variant`'s fields.
+/// `preset`'s configuration with `variant`'s fields (and its blocks, when it sets them).
 constexpr Config with_variant(Config c, const Variant& v) {
   c.node_combine = v.node_combine;
   c.summaries = v.summaries;
   c.mixer = v.mixer;
   c.seed_compat = v.seed_compat;
+  if (v.blocks > 0) c.blocks = v.blocks;
   return c;
 }
 
@@ -139,25 +149,40 @@ inline void require_build(const Preset& p, const Variant& v) {
                              "' (add the build to cli/presets.hpp and cli/builds_", p.name, ".cpp)"));
 }
 
-/// The preset whose shape (every field but the variant's), vocabulary and length match a
-/// checkpoint's; throws hattn::Error saying how to add one when none does.
-inline const Preset& preset_for(const Config& c, Index vocab, Index seq) {
-  const Config shape = with_variant(c, variants[0]);  // the seed's rule: every variant field at its default
-  for (const auto& p : presets)
-    if (shape == p.config && p.vocab_size == vocab && p.sequence_length == seq) return p;
-  throw Error(detail::concat("no compiled preset has this checkpoint's shape (levels ", c.levels, ", heads ",
-                             c.heads, ", d_model ", c.d_model, ", blocks ", c.blocks, ", vocab ", vocab,
-                             ", sequence ", seq, "): add it to cli/presets.hpp and rebuild"));
+/// The variant whose fields match `c`'s, preferring one that sets the blocks to `c`'s; nullptr
+/// when none does.
+inline const Variant* matching_variant(const Config& c) {
+  const Variant* found = nullptr;
+  for (const auto& v : variants)
+    if (same_variant(with_variant(c, v), c) && (v.blocks == 0 || v.blocks == c.blocks) && (!found || v.blocks > 0))
+      found = &v;
+  return found;
 }
 
-/// The variant whose fields match a checkpoint's; throws hattn::Error when none does.
+/// The variant of a checkpoint's configuration (matching_variant); throws hattn::Error when none
+/// matches.
 inline const Variant& variant_for(const Config& c) {
-  for (const auto& v : variants)
-    if (same_variant(with_variant(c, v), c)) return v;
+  if (const Variant* v = matching_variant(c)) return *v;
   throw Error(detail::concat("no variant of the tool has this checkpoint's variant fields (node_combine ",
                              value_name(c.node_combine), ", summaries ", c.summaries, ", mixer ", value_name(c.mixer),
                              ", seed_compat ", c.seed_compat ? "true" : "false", "): the variants are ",
                              variant_names()));
+}
+
+/// The preset whose shape (every field but the variant's, the blocks as the variant sets them),
+/// vocabulary and length match a checkpoint's; throws hattn::Error saying how to add one when none
+/// does.
+inline const Preset& preset_for(const Config& c, Index vocab, Index seq) {
+  const Variant& seed_rule = variants[0];  // every variant field at its default, the preset's blocks
+  const Variant* v = matching_variant(c);
+  const Config shape = with_variant(c, seed_rule);
+  for (const auto& p : presets)
+    if (with_variant(with_variant(p.config, v ? *v : seed_rule), seed_rule) == shape && p.vocab_size == vocab &&
+        p.sequence_length == seq)
+      return p;
+  throw Error(detail::concat("no compiled preset has this checkpoint's shape (levels ", c.levels, ", heads ",
+                             c.heads, ", d_model ", c.d_model, ", blocks ", c.blocks, ", vocab ", vocab,
+                             ", sequence ", seq, "): add it to cli/presets.hpp and rebuild"));
 }
 
 namespace dispatch {
