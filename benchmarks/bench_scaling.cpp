@@ -1,6 +1,12 @@
 // hattn_scaling: time and peak memory of one training step for a given sequence length.
 //
 //   hattn_scaling --width tiny|medium --tokens T [--batch B] [--steps N] [--checkpoint]
+//   hattn_scaling_variants --variant replace|residual|pooled|dense --levels L --tokens T [...]
+//
+// hattn_scaling_variants is this file compiled with HATTN_SCALING_VARIANTS: the tiny width with
+// every variant of the tool (cli/presets.hpp, dense3 aside) at levels 3 to 9, 22 model types, so
+// it is built only on request (`ninja -C build hattn_scaling_variants`; benchmarks/variants.py
+// does), not with the rest.
 //
 // Builds a Decoder of the chosen width with sequence_length = T, runs one untimed warm-up training
 // step (zero_grad, forward with dropout, backward, AdamW step; the warm-up sizes the workspace and
@@ -21,6 +27,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -40,6 +47,8 @@ struct Options {
   Index batch = 1;          ///< sequences per step
   int steps = 3;            ///< timed steps after the warm-up
   bool checkpoint = false;  ///< recompute the hierarchies' activations in backward
+  std::string variant;      ///< hattn_scaling_variants: replace, residual, pooled or dense
+  int levels = 0;           ///< hattn_scaling_variants: 3 .. 9
 };
 
 /// Peak resident set size of this process so far, in MiB (Linux reports ru_maxrss in KiB).
@@ -77,6 +86,9 @@ int run(const Options& o, Index vocab) {
 
   const nlohmann::json result = {
       {"width", o.width},
+      {"variant", o.variant.empty() ? "replace" : o.variant},
+      {"levels", C.levels},
+      {"mixer", std::string(hattn::value_name(C.mixer))},
       {"tokens", o.tokens},
       {"batch", o.batch},
       {"steps", o.steps},
@@ -109,7 +121,8 @@ std::string parse(int argc, char** argv, Options& o) {
       o.checkpoint = true;
       continue;
     }
-    if (arg != "--width" && arg != "--tokens" && arg != "--batch" && arg != "--steps")
+    if (arg != "--width" && arg != "--tokens" && arg != "--batch" && arg != "--steps" && arg != "--variant" &&
+        arg != "--levels")
       return "unknown argument '" + std::string(arg) + "'";
     if (i + 1 == argc) return std::string(arg) + " needs a value";
     const std::string_view value = argv[++i];
@@ -117,16 +130,58 @@ std::string parse(int argc, char** argv, Options& o) {
       o.width = value;
       continue;
     }
+    if (arg == "--variant") {
+      o.variant = value;
+      continue;
+    }
     const std::optional<long> v = positive(value);
     if (!v) return std::string(arg) + " must be a positive integer, got '" + std::string(value) + "'";
     if (arg == "--tokens") o.tokens = *v;
     if (arg == "--batch") o.batch = *v;
     if (arg == "--steps") o.steps = int(*v);
+    if (arg == "--levels") o.levels = int(*v);
   }
-  if (o.width != "tiny" && o.width != "medium") return "--width must be tiny or medium";
   if (o.tokens == 0) return "--tokens is required";
+#ifdef HATTN_SCALING_VARIANTS
+  if (o.variant != "replace" && o.variant != "residual" && o.variant != "pooled" && o.variant != "dense")
+    return "--variant must be replace, residual, pooled or dense";
+  if (o.levels < 3 || o.levels > 9) return "--levels must be in [3, 9]";
+  o.width = "tiny";
+#else
+  if (!o.variant.empty() || o.levels) return "--variant and --levels are hattn_scaling_variants' options";
+  if (o.width != "tiny" && o.width != "medium") return "--width must be tiny or medium";
+#endif
   return {};
 }
+
+#ifdef HATTN_SCALING_VARIANTS
+/// The tiny width with variant v (0 replace, 1 residual, 2 pooled: residual with 16 summaries,
+/// 3 dense, which has no tree: its levels stay 3) at `levels`.
+consteval hattn::Config variant_config(int v, int levels) {
+  hattn::Config c = hattn_bench::tiny_width;
+  c.levels = v == 3 ? 3 : levels;
+  if (v == 1 || v == 2) c.node_combine = hattn::NodeCombine::residual;
+  if (v == 2) c.summaries = 16;
+  if (v == 3) c.mixer = hattn::Mixer::dense;
+  return c;
+}
+
+/// Runs variant v at levels 3 + I for the I-th entry of the sequence.
+template <int V, int... I>
+int run_variant(const Options& o, std::integer_sequence<int, I...>) {
+  int status = -1;
+  ((o.levels == 3 + I ? (status = run<variant_config(V, 3 + I)>(o, 256), true) : false) || ...);
+  return status;
+}
+
+int run_variants(const Options& o) {
+  const auto levels = std::make_integer_sequence<int, 7>{};  // 3 .. 9
+  if (o.variant == "replace") return run_variant<0>(o, levels);
+  if (o.variant == "residual") return run_variant<1>(o, levels);
+  if (o.variant == "pooled") return run_variant<2>(o, levels);
+  return run_variant<3>(o, levels);
+}
+#endif
 
 }  // namespace
 
@@ -135,12 +190,17 @@ int main(int argc, char** argv) {
   if (const std::string error = parse(argc, argv, o); !error.empty()) {
     std::fprintf(stderr,
                  "hattn_scaling: %s\nusage: hattn_scaling --width tiny|medium --tokens T [--batch B] "
-                 "[--steps N] [--checkpoint]\n",
+                 "[--steps N] [--checkpoint]\n       hattn_scaling_variants --variant replace|residual|pooled|dense "
+                 "--levels 3..9 --tokens T [--batch B] [--steps N] [--checkpoint]\n",
                  error.c_str());
     return 1;
   }
   try {
+#ifdef HATTN_SCALING_VARIANTS
+    return run_variants(o);
+#else
     return o.width == "tiny" ? run<hattn_bench::tiny_width>(o, 256) : run<hattn_bench::medium_width>(o, 8192);
+#endif
   } catch (const std::exception& e) {
     std::fprintf(stderr, "hattn_scaling: error: %s\n", e.what());
     return 1;
