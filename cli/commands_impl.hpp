@@ -121,8 +121,8 @@ std::string listops_example(const Model& model, const hattn::data::ListOpsExampl
   return fmt::format("{} = {} (the model: {})", text, e.answer, hattn::data::listops_predict(model, one)[0]);
 }
 
-/// Default steps per preset: tiny trains for a few minutes on 2 cores.
-inline std::int64_t default_steps(const Preset& p) { return p.name == "tiny" ? 1500 : p.name == "small" ? 3000 : 20000; }
+/// Default steps per preset: tiny trains for about four minutes on 2 cores (docs/usage.md).
+inline std::int64_t default_steps(const Preset& p) { return p.name == "tiny" ? 7000 : p.name == "small" ? 3000 : 20000; }
 
 /// What a training run reports that depends on its task: how a validation loss reads, what the
 /// metrics log records with it, the text shown after each validation and at the end.

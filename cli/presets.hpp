@@ -77,7 +77,7 @@ struct Build {
 
 /// Every compiled (preset, variant): every variant at the tiny and small widths; at the seed's,
 /// the seed's rule and the notebook's mask (for checkpoints trained with the notebook). Configured
-/// with HATTN_CLI_ALL_BUILDS=OFF (the sanitizer builds), preset tiny with the seed's rule only.
+/// with HATTN_CLI_ALL_BUILDS=OFF (the sanitizer builds), preset tiny with the default variant only.
 #ifndef HATTN_CLI_TINY_ONLY
 inline constexpr std::array<Build, 14> builds{{
     {"tiny", "replace"}, {"tiny", "residual"}, {"tiny", "pooled"}, {"tiny", "dense"}, {"tiny", "dense3"},
@@ -87,7 +87,7 @@ inline constexpr std::array<Build, 14> builds{{
     {"seed", "replace"}, {"seed", "notebook"},
 }};
 #else
-inline constexpr std::array<Build, 1> builds{{{"tiny", "replace"}}};
+inline constexpr std::array<Build, 1> builds{{{"tiny", "residual"}}};
 #endif
 
 /// The names of a table's entries, comma-separated.

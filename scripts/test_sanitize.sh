@@ -26,8 +26,8 @@ for part in "${parts[@]}"; do
       export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1"
       # -Og (and assertions on): measured on the model tests against -O1, 37% less compile time
       # and no slower to run; -O1 is half the compile time of -O3.
-      # The tool with preset tiny and the seed's rule only (HATTN_CLI_ALL_BUILDS=OFF): the variants'
-      # code runs under ASan in the model tests; eleven more tool builds would cost minutes.
+      # The tool with preset tiny and its default variant only (HATTN_CLI_ALL_BUILDS=OFF): the
+      # variants' code runs under ASan in the model tests; 13 more tool builds would cost minutes.
       cmake -S . -B build-asan "${common[@]}" -DHATTN_SANITIZE=address,undefined -DCMAKE_CXX_FLAGS_RELEASE=-Og \
         -DHATTN_CLI_ALL_BUILDS=OFF
       cmake --build build-asan -j "$jobs"
