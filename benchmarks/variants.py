@@ -76,8 +76,18 @@ def machine():
     return model
 
 
-def timed(cmd, timeout):
-    """Runs cmd once the machine is idle: (CompletedProcess, seconds, other_cpu)."""
+def available_mib():
+    """MemAvailable of /proc/meminfo, in MiB."""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024
+    return float("inf")
+
+
+def timed(cmd, timeout, check=True):
+    """Runs cmd once the machine is idle: (CompletedProcess, seconds, other_cpu). A failed run ends
+    the script with its output, or with check=False is returned as it is."""
     scaling.wait_for_idle(120)
     start, busy = time.monotonic(), scaling.busy_seconds()
     import resource
@@ -87,7 +97,7 @@ def timed(cmd, timeout):
     seconds = time.monotonic() - start
     own = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     other = max(0.0, scaling.busy_seconds() - busy - own) / (seconds * os.cpu_count())
-    if run.returncode != 0:
+    if run.returncode != 0 and check:
         raise SystemExit(f"variants.py: {' '.join(cmd)}: exit {run.returncode}\n{run.stdout[-2000:]}{run.stderr}")
     return run, seconds, round(other, 3)
 
@@ -113,7 +123,7 @@ def train_part(args, part):
                 key = dict(part=part, preset=preset, variant=variant, seed=seed, steps=steps)
                 if any(all(r.get(k) == v for k, v in key.items()) for r in records):
                     continue
-                out = os.path.join(args.runs, part, f"{preset}-{variant}-s{seed}-{steps}")
+                out = os.path.relpath(os.path.join(args.runs, part, f"{preset}-{variant}-s{seed}-{steps}"))
                 cmd = [hattn, "train", "--preset", preset, "--variant", variant, "--seed", str(seed),
                        "--steps", str(steps), "--out", out, "--eval-every", str(args.eval_every),
                        "--save-every", "0", "--sample-tokens", "0", "--threads", str(args.threads)]
@@ -154,18 +164,37 @@ def cost_part(args):
         for variant in COST_VARIANTS:
             if variant == "dense" and sweep == "fixed":
                 continue  # no tree: one sweep says it all
+            previous = None  # (tokens, peak RSS in MiB) of the last measured T
             for tokens in args.tokens:
                 levels = 3 if sweep == "fixed" else max(3, min(9, (tokens // 32).bit_length() - 1))
                 key = dict(part="cost", sweep=sweep, variant=variant, tokens=tokens)
-                if any(all(r.get(k) == v for k, v in key.items()) for r in records):
+                done = next((r for r in records if all(r.get(k) == v for k, v in key.items())), None)
+                if done is not None:
+                    if "failed" in done:
+                        break
+                    previous = (tokens, done["peak_rss_mib"])
                     continue
+                # Memory at most quadratic in T: skip a T the last one says would not fit.
+                if previous and previous[1] * (tokens / previous[0]) ** 2 > 0.8 * available_mib():
+                    need = previous[1] * (tokens / previous[0]) ** 2
+                    print(f"variants.py: {variant} at T = {tokens} could need {need:,.0f} MiB; stopping", file=sys.stderr)
+                    records.append(dict(key, levels=levels, failed=f"could need {need / 1024:.0f} GiB", cpu=cpu))
+                    save(records)
+                    break
                 cmd = [binary, "--variant", variant, "--levels", str(levels), "--tokens", str(tokens),
                        "--batch", "1", "--steps", "3"]
                 print(f"variants.py: {' '.join(cmd)}", file=sys.stderr, flush=True)
                 try:
-                    run, _, other = timed(cmd, timeout=args.max_seconds * 4 + 120)
+                    run, _, other = timed(cmd, timeout=args.max_seconds * 4 + 120, check=False)
                 except subprocess.TimeoutExpired:
                     print(f"variants.py: no result within the limit; {variant} stops at T = {tokens}", file=sys.stderr)
+                    break
+                if run.returncode != 0:  # e.g. out of memory
+                    print(f"variants.py: exit {run.returncode} ({run.stderr.strip()[-300:]}); {variant} stops at "
+                          f"T = {tokens}", file=sys.stderr)
+                    records.append(dict(key, levels=levels, failed=f"exit {run.returncode}", cpu=cpu,
+                                        command=" ".join(os.path.relpath(c, ROOT) if c == binary else c for c in cmd)))
+                    save(records)
                     break
                 r = json.loads(run.stdout.strip().splitlines()[-1])
                 records.append(dict(key, levels=levels, chunk=tokens // 2 ** levels if variant != "dense" else tokens,
@@ -174,6 +203,7 @@ def cost_part(args):
                                     command=" ".join(os.path.relpath(c, ROOT) if c == binary else c for c in cmd)))
                 save(records)
                 print(f"variants.py: {json.dumps(records[-1])}", file=sys.stderr, flush=True)
+                previous = (tokens, r["peak_rss_mib"])
                 if r["seconds_per_step"] > args.max_seconds:
                     break
 
@@ -207,6 +237,11 @@ def groups(records, part):
     return {k: dict(sorted(v.items(), key=lambda kv: VARIANTS.index(kv[0]))) for k, v in sorted(out.items())}
 
 
+def shown(command):
+    """A recorded command as the docs show it: paths relative to the repository."""
+    return command.replace(ROOT + "/", "")
+
+
 def corpus_tables(records):
     lines = []
     for (preset, steps), by_variant in groups(records, "corpus").items():
@@ -222,8 +257,8 @@ def corpus_tables(records):
                          f" | {spread([r['val'][-1][1] for r in rs], '{:.0f} s')}"
                          f" | {spread([r['val'][-1][3] for r in rs], '{:.3f}')}"
                          f" | {spread([at_time(r, t_equal) for r in rs], '{:.3f}')} |")
-        lines += ["", f"Command: `hattn {runs[0]['command'].split(' --seed')[0]} --seed S ...` "
-                      f"(`{runs[0]['command']}`); {runs[0]['cpu']}; `{runs[0]['gemm']}`.", ""]
+        lines += ["", f"Command (per variant V and seed S): `hattn {shown(runs[0]['command'])}` with V and S in place "
+                      f"of `{runs[0]['variant']}` and `{runs[0]['seed']}`; {runs[0]['cpu']}; `{runs[0]['gemm']}`.", ""]
     return "\n".join(lines)
 
 
@@ -240,7 +275,7 @@ def listops_tables(records):
             lines.append(f"| {variant} | {rs[0]['parameters']:,} | {spread([r['seconds_per_step'] for r in rs], '{:.3f}')}"
                          f" | {spread([100 * r['accuracy'] for r in rs], '{:.1f}%')}"
                          f" | {100 * rs[0]['majority']:.1f}% | {spread([r['val'][-1][2] for r in rs], '{:.3f}')} |")
-        lines += ["", f"Command: `hattn {runs[0]['command']}`, then `hattn eval --checkpoint .../model.safetensors "
+        lines += ["", f"Command (per variant and seed): `hattn {shown(runs[0]['command'])}`, then `hattn eval --checkpoint .../model.safetensors "
                       f"--task listops --listops-examples 2000`; {runs[0]['cpu']}; `{runs[0]['gemm']}`.", ""]
     return "\n".join(lines)
 
@@ -249,6 +284,8 @@ def cost_tables(records):
     lines = []
     for sweep, title in (("grow", "leaf chunks of 32 rows, levels log2(T / 32)"), ("fixed", "levels fixed at 3")):
         rs = [r for r in records if r["part"] == "cost" and (r["sweep"] == sweep or r["variant"] == "dense")]
+        failed = [r for r in rs if "failed" in r]
+        rs = [r for r in rs if "failed" not in r]
         if not rs:
             continue
         tokens = sorted({r["tokens"] for r in rs})
@@ -261,7 +298,10 @@ def cost_tables(records):
                 r = next((r for r in rs if r["variant"] == v and r["tokens"] == t), None)
                 cells.append("-" if r is None else f"{r['seconds_per_step']:.3f} s / {r['peak_rss_mib']:,.0f} MiB")
             lines.append(f"| {t} | " + " | ".join(cells) + " |")
-        lines += ["", f"Command: `{rs[0]['command']}` (per T and variant); {rs[0]['cpu']}.", ""]
+        lines += [""] + [f"Not measured: {r['variant']} at T = {r['tokens']} ({r['failed']})." for r in failed]
+        example = next((r for r in rs if r["variant"] != "dense"), rs[0])
+        lines += ["", f"Command: `{example['command']}` (per T and variant; levels {'log2(T / 32)' if sweep == 'grow' else '3'}, "
+                      f"the dense baseline with no tree in both tables); {example['cpu']}.", ""]
     return "\n".join(lines)
 
 
@@ -289,7 +329,7 @@ def plots(records):
             fig.savefig(path)
             plt.close(fig)
             written.append(path)
-    cost = [r for r in records if r["part"] == "cost"]
+    cost = [r for r in records if r["part"] == "cost" and "failed" not in r]
     if cost:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4))
         for ax, sweep, title in ((axes[0], "grow", "chunks of 32, levels grow"), (axes[1], "fixed", "levels fixed at 3")):
