@@ -40,7 +40,7 @@ struct Canvas {
   void text(double x, double y, const std::string& s, int scale = 2, Rgb c = {0, 0, 0}) {
     std::string ascii;
     for (char ch : s) ascii += ch >= 32 && ch < 127 ? ch : '?';
-    std::vector<char> quads(ascii.size() * 300 + 64);  // ~270 bytes per character (stb_easy_font.h)
+    std::vector<char> quads(ascii.size() * 1024 + 1024);  // ~270 bytes per character on average, more for some
     const int n = stb_easy_font_print(0, 0, ascii.data(), nullptr, quads.data(), int(quads.size()));
     for (int q = 0; q < n; ++q) {
       const float* v = reinterpret_cast<const float*>(quads.data() + q * 64);  // 4 vertices of 16 bytes
@@ -49,8 +49,9 @@ struct Canvas {
         qx0 = std::min(qx0, v[4 * k]), qx1 = std::max(qx1, v[4 * k]);
         qy0 = std::min(qy0, v[4 * k + 1]), qy1 = std::max(qy1, v[4 * k + 1]);
       }
-      fill(Index(std::lround(x + qx0 * scale)), Index(std::lround(y + qy0 * scale)),
-           Index(std::lround(x + qx1 * scale)), Index(std::lround(y + qy1 * scale)), c);
+      // Outward to whole pixels, so that no stroke of a glyph rounds away.
+      fill(Index(std::floor(x + qx0 * scale)), Index(std::floor(y + qy0 * scale)),
+           Index(std::ceil(x + qx1 * scale)), Index(std::ceil(y + qy1 * scale)), c);
     }
   }
 
@@ -88,7 +89,7 @@ std::array<std::uint8_t, 3> heatmap_colour(double v) {
 HeatmapLayout heatmap_layout(Index rows, Index cols, const HeatmapLabels& labels) {
   const Index cell = std::max<Index>(1, 512 / std::max<Index>(1, std::max(rows, cols)));
   const Index left = 70 + (chars_fit(labels.rows, cell) ? 12 : 0), top = 44;
-  const Index bottom = 56 + (chars_fit(labels.cols, cell) ? 12 : 0), right = 110;
+  const Index bottom = 68 + (chars_fit(labels.cols, cell) ? 12 : 0), right = 140;
   return {cell, left, top, left + cols * cell + right, top + rows * cell + bottom};
 }
 
@@ -121,13 +122,13 @@ void write_heatmap_png(const std::filesystem::path& path, const std::vector<doub
     const Index x = left + t * cell + cell / 2;
     img.fill(x, top + mh, x + 1, top + mh + 5, black);
     const std::string s = std::to_string(t);
-    img.text(double(x - Canvas::text_width(s, 1) / 2), double(top + mh + 7 + (col_chars ? chars_gap : 0)), s, 1);
+    img.text(double(x - Canvas::text_width(s) / 2), double(top + mh + 7 + (col_chars ? chars_gap : 0)), s);
   }
   for (Index t : axis_ticks(rows)) {
     const Index y = top + t * cell + cell / 2;
     img.fill(left - 5, y, left, y + 1, black);
     const std::string s = std::to_string(t);
-    img.text(double(left - 8 - (row_chars ? chars_gap : 0) - Canvas::text_width(s, 1)), double(y - 3), s, 1);
+    img.text(double(left - 8 - (row_chars ? chars_gap : 0) - Canvas::text_width(s)), double(y - 7), s);
   }
   // The labels (the prompt's characters), one per cell.
   if (col_chars)
@@ -145,7 +146,7 @@ void write_heatmap_png(const std::filesystem::path& path, const std::vector<doub
     const double f = k / 4.0;  // colour position; value = f^2 * max
     const Index y = top + Index(std::lround((1 - f) * double(mh - 1)));
     img.fill(bx + bw, y, bx + bw + 4, y + 1, black);
-    img.text(double(bx + bw + 6), double(y - 3), fmt::format("{:.3g}", f * f * vmax), 1);
+    img.text(double(bx + bw + 6), double(y - 7), fmt::format("{:.3g}", f * f * vmax));
   }
   detail::require(stbi_write_png(path.string().c_str(), int(img.w), int(img.h), 3, img.rgb.data(), int(img.w * 3)) != 0,
                   "write_heatmap_png", "cannot write '", path.string(), "'");

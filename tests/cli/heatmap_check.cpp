@@ -76,7 +76,7 @@ int main(int argc, char** argv) {
   expect(dark_in(10, 10, 300, 26) > 50, "no title");
   const Index below = layout.top + rows * layout.cell;
   expect(dark_in(layout.left, below + 3, layout.left + layout.cell, below + 12) > 3, "no label under column 0");
-  expect(dark_in(layout.left, below + 16, layout.left + cols * layout.cell, below + 28) > 10, "no column numbers");
+  expect(dark_in(layout.left, below + 19, layout.left + cols * layout.cell, below + 33) > 10, "no column numbers");
   expect(dark_in(0, layout.top, layout.left - 2, layout.top + rows * layout.cell) > 10, "no row numbers or labels");
   expect(dark_in(layout.left + cols * layout.cell + 40, layout.top - 4, w, layout.top + 8) > 5, "no colour bar value");
   stbi_image_free(img);
