@@ -112,16 +112,18 @@ inline void write_line_chart_svg(const std::filesystem::path& path, const std::s
 /// A heat map's annotations: its title, and one label per row and per column (e.g. the prompt's
 /// characters), drawn along the axes where a cell is wide enough for one; empty: none.
 struct HeatmapLabels {
-  std::string title;
-  std::string x_axis = "key position";
-  std::string y_axis = "query position";
-  std::vector<std::string> rows, cols;
+  std::string title;                       ///< above the map
+  std::string x_axis = "key position";     ///< under the columns
+  std::string y_axis = "query position";   ///< above the rows' numbers
+  std::vector<std::string> rows, cols;     ///< one label per row / column (ASCII), or none
 };
 
 /// Where write_heatmap_png puts the map: `cell` pixels per entry, its top-left corner at (left,
 /// top), the image width x height pixels.
 struct HeatmapLayout {
-  Index cell, left, top, width, height;
+  Index cell;           ///< pixels per entry, across and down
+  Index left, top;      ///< the map's top-left pixel
+  Index width, height;  ///< the whole image's
 };
 
 /// The layout of a (rows, cols) heat map with `labels`.
