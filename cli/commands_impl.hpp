@@ -139,9 +139,7 @@ struct TaskReport {
 /// validation, divergence handling, the final files. `data` is the Trainer's data source.
 template <class Model, class Data>
 int run_training(const Preset& preset, const Variant& variant, const TrainArgs& a, Model& model, const Data& data,
-                 hattn::TrainOptions o, const std::map<std::string, std::string>& meta, const TaskReport& report,
-                 const hattn::cli::RunLock& lock) {
-  (void)lock;  // held by the caller for the whole run
+                 hattn::TrainOptions o, const std::map<std::string, std::string>& meta, const TaskReport& report) {
   const fs::path ckpt = fs::path(a.out) / "checkpoint.safetensors", weights = fs::path(a.out) / "model.safetensors";
   const fs::path log_path = fs::path(a.out) / "metrics.jsonl", chart = fs::path(a.out) / "loss.svg";
   const bool validating = data.validation_windows() > 0;
@@ -339,7 +337,7 @@ int Commands<C>::train(const Preset& preset, const Variant& variant, TrainArgs a
                              held_out.size(), 100 * hattn::data::listops_accuracy(model, held_out),
                              100 * hattn::data::listops_majority(held_out), listops_example(model, held_out[0]));
         }};
-    return run_training(preset, variant, a, model, task, o, meta, report, lock);
+    return run_training(preset, variant, a, model, task, o, meta, report);
   }
 
   const auto tok = tokenizer_for(preset, common);
@@ -372,7 +370,7 @@ int Commands<C>::train(const Preset& preset, const Variant& variant, TrainArgs a
                     [&] { return fmt::format("sample: {:?}", sample(80)); },
                     [&](Index n) { return "sample:\n" + sample(n); },
                     {"bits per byte", 1 / std::log(2.0) / bytes_per_token}};
-  return run_training(preset, variant, a, model, data, o, meta, report, lock);
+  return run_training(preset, variant, a, model, data, o, meta, report);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -409,19 +407,11 @@ int Commands<C>::eval(const Preset& preset, const Variant& variant, const EvalAr
     check(a.data.empty(), "--data is for text: ListOps examples are generated (--listops-examples, --listops-seed)");
     const hattn::data::ListOpsTask set = listops_task(preset.sequence_length, a.listops_examples, a.listops_seed);
     const std::span<const hattn::data::ListOpsExample> examples(set.validation());
-    const std::vector<int> predicted = hattn::data::listops_predict(model, examples);
+    const hattn::data::ListOpsScore score = hattn::data::listops_score(model, examples);
     Index right = 0;
-    for (std::size_t i = 0; i < examples.size(); ++i) right += predicted[i] == examples[i].answer;
-    // The answer's cross-entropy, in batches of 16 rows framed as training frames them.
-    double nats = 0;
-    const Index n = Index(examples.size()), S = preset.sequence_length;
-    for (Index first = 0; first < n; first += 16) {
-      const Index B = std::min<Index>(16, n - first);
-      hattn::Tensor<std::int32_t, 2> ids(B, S), targets(B, S);  // (B, S) each
-      for (Index b = 0; b < B; ++b) hattn::data::fill_listops_row(ids, targets, b, examples[std::size_t(first + b)]);
-      nats += double(model.forward(ids, targets, false)) * double(B);
-    }
-    const double loss = nats / double(n);
+    for (std::size_t i = 0; i < examples.size(); ++i) right += score.predicted[i] == examples[i].answer;
+    const Index n = Index(examples.size());
+    const double loss = score.loss;
     check(std::isfinite(loss), "the ListOps loss is ", loss, ": the checkpoint's weights are not usable");
     fmt::print("ListOps: {} examples (seed {}, stream 1), expressions of {} to {} tokens\n"
                "accuracy {:.2f}% ({} of {}), majority class {:.2f}%, answer loss {:.4f} nats\n",

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -289,31 +290,52 @@ class ListOpsTask {
   std::vector<ListOpsExample> validation_;
 };
 
-/// The digit `model` (a hattn::Decoder) ranks first among the ten at the answer marker of each
-/// of `examples` (non-empty), reading each example as training frames it: in a row of
-/// model.sequence_length() tokens, padded after the marker (inference, no dropout; for a causal
-/// model the padding changes nothing before it). Runs `batch` rows per forward pass. Throws
-/// hattn::Error for an example that does not fit and for batch < 1.
+/// What a model makes of ListOps examples: the digit it ranks first among the ten at each
+/// answer marker, and the mean cross-entropy of the true answer over the whole vocabulary there.
+struct ListOpsScore {
+  std::vector<int> predicted;  ///< (n)
+  double loss = 0;             ///< nats per example
+};
+
+/// Scores `examples` (non-empty) with `model` (a hattn::Decoder) in one inference pass, reading
+/// each example as training frames it: in a row of model.sequence_length() tokens, padded after
+/// the marker (no dropout; for a causal model the padding changes nothing before it). Runs
+/// `batch` rows per forward pass. Throws hattn::Error for an example that does not fit and for
+/// batch < 1.
 template <class Model>
-std::vector<int> listops_predict(const Model& model, std::span<const ListOpsExample> examples, Index batch = 16) {
+ListOpsScore listops_score(const Model& model, std::span<const ListOpsExample> examples, Index batch = 16) {
   hattn::detail::require(!examples.empty(), "listops_predict", "no examples");
   hattn::detail::require(batch >= 1, "listops_predict", "batch must be >= 1, got ", batch);
   const Index S = model.sequence_length(), n = Index(examples.size());
-  std::vector<int> predicted;  // (n)
+  ListOpsScore score;
+  double nats = 0;
   for (Index first = 0; first < n; first += batch) {
     const Index B = std::min(batch, n - first);
     Tensor<std::int32_t, 2> ids(B, S), targets(B, S);  // (B, S) each
     for (Index b = 0; b < B; ++b) fill_listops_row(ids, targets, b, examples[std::size_t(first + b)]);
     const auto logits = model.logits(ids);  // (B, S, V)
+    const Index V = logits.dimension(2);
     for (Index b = 0; b < B; ++b) {
-      const Index at = Index(examples[std::size_t(first + b)].tokens.size());
+      const ListOpsExample& e = examples[std::size_t(first + b)];
+      const Index at = Index(e.tokens.size());
       int best = 0;
       for (int d = 1; d < 10; ++d)
         if (logits(b, at, d) > logits(b, at, best)) best = d;
-      predicted.push_back(best);
+      score.predicted.push_back(best);
+      double top = double(logits(b, at, 0)), sum = 0;
+      for (Index v = 1; v < V; ++v) top = std::max(top, double(logits(b, at, v)));
+      for (Index v = 0; v < V; ++v) sum += std::exp(double(logits(b, at, v)) - top);
+      nats += top + std::log(sum) - double(logits(b, at, e.answer));
     }
   }
-  return predicted;
+  score.loss = nats / double(n);
+  return score;
+}
+
+/// The digit `model` ranks first at each example's answer marker (listops_score's predictions).
+template <class Model>
+std::vector<int> listops_predict(const Model& model, std::span<const ListOpsExample> examples, Index batch = 16) {
+  return listops_score(model, examples, batch).predicted;
 }
 
 /// The fraction of `examples` (non-empty) whose answer listops_predict(model, examples, batch)
