@@ -58,7 +58,8 @@ for part in "${parts[@]}"; do
       # The whole libFuzzer output goes to build-fuzz/fuzz.log; shown here: each test's result and
       # executions, or the whole log when a test fails.
       fuzz_status=0
-      (cd build-fuzz && ctest -V -L fuzz > fuzz.log 2>&1) || fuzz_status=1
+      # One fuzzer per core: each is single-threaded.
+      (cd build-fuzz && ctest -V -L fuzz -j "$jobs" > fuzz.log 2>&1) || fuzz_status=1
       grep -E "Test +#|executed_units|tests passed|tests failed" build-fuzz/fuzz.log || true
       if ((fuzz_status)); then
         cat build-fuzz/fuzz.log
