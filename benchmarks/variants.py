@@ -43,6 +43,10 @@ DOC = os.path.join(ROOT, "docs", "variants.md")
 IMAGES = os.path.join(ROOT, "docs", "images")
 VARIANTS = ("replace", "residual", "pooled", "dense", "dense3")
 COST_VARIANTS = ("replace", "residual", "pooled", "dense")
+# The comparison's protocol: the learning rate and dropout every run of a preset gets, passed
+# explicitly so that a change of the tool's defaults (tiny's main-job defaults: lr 5e-3, no dropout)
+# does not change what a recorded command means.
+PROTOCOL = {"tiny": ["--lr", "0.002", "--dropout", "on"], "small": ["--lr", "0.001", "--dropout", "on"]}
 DEFAULT_STEPS = {("corpus", "tiny"): 1500, ("corpus", "small"): 3000, ("listops", "tiny"): 1500,
                  ("listops", "small"): 3000}
 
@@ -126,7 +130,7 @@ def train_part(args, part):
                 out = os.path.relpath(os.path.join(args.runs, part, f"{preset}-{variant}-s{seed}-{steps}"))
                 cmd = [hattn, "train", "--preset", preset, "--variant", variant, "--seed", str(seed),
                        "--steps", str(steps), "--out", out, "--eval-every", str(args.eval_every),
-                       "--save-every", "0", "--sample-tokens", "0", "--threads", str(args.threads)]
+                       "--save-every", "0", "--sample-tokens", "0", "--threads", str(args.threads)] + PROTOCOL[preset]
                 if part == "listops":
                     cmd += ["--task", "listops"]
                 if os.path.exists(out):

@@ -94,6 +94,7 @@ struct TrainArgs {
   std::uint64_t seed = 0;
   double validation = 0.1;
   bool checkpointing = false;  // recompute activations in backward (Decoder::set_checkpointing)
+  std::string dropout;         // "on", "off" (dropout p = 0.1, SPEC.md, in training forwards); empty: the preset's
 };
 
 /// Options of `hattn generate`.

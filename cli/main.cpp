@@ -157,6 +157,8 @@ int main(int argc, char** argv) {
   train->add_option("--sample-tokens", ta.sample_tokens, "tokens of the final sample")->capture_default_str();
   train->add_option("--seed", ta.seed, "initialization, dropout and batch seed")->capture_default_str();
   train->add_option("--validation", ta.validation, "fraction of the corpus held out")->capture_default_str();
+  train->add_option("--dropout", ta.dropout, "on or off: dropout (p = 0.1) in training forwards (default: the preset's)")
+      ->check(CLI::IsMember({"on", "off"}));
   train->add_flag("--gradient-checkpointing", ta.checkpointing,
                   "recompute the hierarchies' activations, the hidden layers and the logits in backward: less memory, same gradients");
 

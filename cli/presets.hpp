@@ -24,6 +24,7 @@ struct Preset {
   std::string_view tokenizer;  ///< "byte" or "gpt2"
   Index batch;                 ///< sequences per step
   double lr;                   ///< peak learning rate
+  bool dropout;                ///< dropout (p = 0.1) in training forwards
   std::string_view about;      ///< one line for --help and inspect
 };
 
@@ -33,9 +34,9 @@ inline constexpr Config seed_config{.levels = 5, .heads = 12, .d_model = 768};
 
 /// Every compiled preset.
 inline constexpr std::array<Preset, 3> presets{{
-    {"tiny", tiny_config, 256, 256, "byte", 8, 2e-3, "bytes, d 64, 4 heads, 3 levels, 256 tokens: trains in minutes on 2 cores"},
-    {"small", small_config, 256, 512, "byte", 8, 1e-3, "bytes, d 128, 4 heads, 4 levels, 512 tokens"},
-    {"seed", seed_config, 50257, 512, "gpt2", 8, 3e-4, "GPT-2 BPE, d 768, 12 heads, 5 levels, 512 tokens: the notebook's recipe"},
+    {"tiny", tiny_config, 256, 256, "byte", 8, 5e-3, false, "bytes, d 64, 4 heads, 3 levels, 256 tokens: trains in minutes on 2 cores"},
+    {"small", small_config, 256, 512, "byte", 8, 1e-3, true, "bytes, d 128, 4 heads, 4 levels, 512 tokens"},
+    {"seed", seed_config, 50257, 512, "gpt2", 8, 3e-4, true, "GPT-2 BPE, d 768, 12 heads, 5 levels, 512 tokens: the notebook's recipe"},
 }};
 
 /// A named variant: the values it gives Config's variant fields (SPEC.md "Variants").
