@@ -330,7 +330,7 @@ def plots(records):
             ax.legend()
             path = os.path.join(IMAGES, f"variants_{part}_{preset}.svg")
             fig.tight_layout()
-            fig.savefig(path)
+            fig.savefig(path, metadata={"Date": None})  # no timestamp: the same records give the same file
             plt.close(fig)
             written.append(path)
     cost = [r for r in records if r["part"] == "cost" and "failed" not in r]
@@ -352,7 +352,7 @@ def plots(records):
             ax.legend()
         fig.tight_layout()
         path = os.path.join(IMAGES, "variants_cost.svg")
-        fig.savefig(path)
+        fig.savefig(path, metadata={"Date": None})  # no timestamp: the same records give the same file
         plt.close(fig)
         written.append(path)
     return written
