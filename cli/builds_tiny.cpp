@@ -5,10 +5,10 @@
 
 namespace hattn::cli {
 
-template struct Commands<build_config("tiny", "residual")>;
+template struct Commands<build_config("tiny", "pooled")>;
 #ifndef HATTN_CLI_TINY_ONLY
 template struct Commands<build_config("tiny", "replace")>;
-template struct Commands<build_config("tiny", "pooled")>;
+template struct Commands<build_config("tiny", "residual")>;
 template struct Commands<build_config("tiny", "dense")>;
 template struct Commands<build_config("tiny", "dense3")>;
 template struct Commands<build_config("tiny", "notebook")>;

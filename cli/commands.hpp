@@ -77,7 +77,7 @@ struct TrainArgs {
   std::string task = "text";  // "text" or "listops"
   Index listops_examples = 2000;  // held-out ListOps examples
   std::string preset = "tiny";
-  std::string variant = "residual";  // docs/variants.md: learns best; --variant replace is the seed's rule
+  std::string variant = "pooled";  // docs/variants.md: learns most per second; --variant replace is the seed's rule
   std::string data = hattn::cli::default_corpus;
   std::string out;          // default runs/<preset>
   std::string resume;       // a training checkpoint

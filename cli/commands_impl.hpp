@@ -128,7 +128,7 @@ std::string listops_example(const Model& model, const hattn::data::ListOpsExampl
 inline constexpr hattn::SampleOptions train_sample{.temperature = 0.6, .top_k = 40, .seed = 1};
 
 /// Default steps per preset: tiny trains for 2.5 to 4 minutes on 2 cores (docs/usage.md).
-inline std::int64_t default_steps(const Preset& p) { return p.name == "tiny" ? 7000 : p.name == "small" ? 3000 : 20000; }
+inline std::int64_t default_steps(const Preset& p) { return p.name == "tiny" ? 8750 : p.name == "small" ? 3000 : 20000; }
 
 /// What a training run reports that depends on its task: how a validation loss reads, what the
 /// metrics log records with it, the text shown after each validation and at the end.

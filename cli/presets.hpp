@@ -88,7 +88,7 @@ inline constexpr std::array<Build, 14> builds{{
     {"seed", "replace"}, {"seed", "notebook"},
 }};
 #else
-inline constexpr std::array<Build, 1> builds{{{"tiny", "residual"}}};
+inline constexpr std::array<Build, 1> builds{{{"tiny", "pooled"}}};
 #endif
 
 /// The names of a table's entries, comma-separated.
