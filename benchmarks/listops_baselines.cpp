@@ -13,6 +13,7 @@
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <map>
 #include <utility>
 #include <vector>
@@ -40,7 +41,7 @@ std::pair<int, int> outer(const ListOpsExample& e) {
       ++args;  // a digit argument of the outermost operator
     }
   }
-  return {e.tokens.empty() ? -1 : int(e.tokens[0]), args};
+  return {int(e.tokens[0]), args};  // an expression is never empty (min_length >= 0 excludes it)
 }
 
 template <class Key>
@@ -66,10 +67,14 @@ double accuracy(const std::vector<ListOpsExample>& train, const std::vector<List
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   const Index S = argc > 1 ? std::atol(argv[1]) : 512;
   const Index n_train = argc > 2 ? std::atol(argv[2]) : 8000;
   const Index n_test = argc > 3 ? std::atol(argv[3]) : 2000;
+  if (argc > 4 || S < 16 || n_train < 1 || n_test < 1) {
+    std::fprintf(stderr, "usage: hattn_listops_baselines [sequence_length >= 16] [train_examples >= 1] [held_out >= 1]\n");
+    return 2;
+  }
   const auto options = hattn::data::ListOpsOptions::for_sequence(S);
   const hattn::data::ListOpsTask task(options, S, n_test, /*validation_seed=*/2);
   hattn::Generator rng(0);
@@ -83,4 +88,7 @@ int main(int argc, char** argv) {
               100 * accuracy(train, test, [](const ListOpsExample& e) { return outer(e).first; }));
   std::printf("by operator and arguments    %.1f%%\n",
               100 * accuracy(train, test, [](const ListOpsExample& e) { return outer(e); }));
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "hattn_listops_baselines: %s\n", e.what());
+  return 1;
 }

@@ -25,7 +25,11 @@ def corpus_bytes(path):
     names = sorted(os.listdir(path))
     files = [os.path.join(path, n) for n in names]
     files = [f for f in files if not os.path.islink(f) and os.path.isfile(f) and not f.endswith(".dat")]
-    return b"".join(open(f, "rb").read() for f in files)
+    data = b""
+    for f in files:
+        with open(f, "rb") as fh:
+            data += fh.read()
+    return data
 
 
 def words(text):
@@ -41,7 +45,11 @@ def main():
     data = corpus_bytes(args.data)
     train = data[: len(data) - int(len(data) * args.validation)].decode("latin-1")
     vocabulary = set(words(train))
-    text = sys.stdin.read() if args.sample == "-" else open(args.sample, encoding="utf-8", errors="replace").read()
+    if args.sample == "-":
+        text = sys.stdin.read()
+    else:
+        with open(args.sample, encoding="utf-8", errors="replace") as f:
+            text = f.read()
     found = words(text)
     hits = sum(w in vocabulary for w in found)
     share = 100 * hits / len(found) if found else 0.0

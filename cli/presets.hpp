@@ -5,6 +5,7 @@
 // instantiates them. To add a variant: an entry in `variants` and its builds.
 
 #include <array>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -25,6 +26,7 @@ struct Preset {
   Index batch;                 ///< sequences per step
   double lr;                   ///< peak learning rate
   bool dropout;                ///< dropout (p = 0.1) in training forwards
+  std::int64_t steps;          ///< optimizer steps when --steps is not given
   std::string_view about;      ///< one line for --help and inspect
 };
 
@@ -32,11 +34,12 @@ inline constexpr Config tiny_config{.levels = 3, .heads = 4, .d_model = 64};
 inline constexpr Config small_config{.levels = 4, .heads = 4, .d_model = 128};
 inline constexpr Config seed_config{.levels = 5, .heads = 12, .d_model = 768};
 
-/// Every compiled preset.
+/// Every compiled preset. tiny's defaults are the main job's: about 2.5 to 4 minutes on 2 cores
+/// (docs/usage.md, docs/variants.md "The main job").
 inline constexpr std::array<Preset, 3> presets{{
-    {"tiny", tiny_config, 256, 256, "byte", 8, 5e-3, false, "bytes, d 64, 4 heads, 3 levels, 256 tokens: trains in minutes on 2 cores"},
-    {"small", small_config, 256, 512, "byte", 8, 1e-3, true, "bytes, d 128, 4 heads, 4 levels, 512 tokens"},
-    {"seed", seed_config, 50257, 512, "gpt2", 8, 3e-4, true, "GPT-2 BPE, d 768, 12 heads, 5 levels, 512 tokens: the notebook's recipe"},
+    {"tiny", tiny_config, 256, 256, "byte", 8, 5e-3, false, 8750, "bytes, d 64, 4 heads, 3 levels, 256 tokens: trains in minutes on 2 cores"},
+    {"small", small_config, 256, 512, "byte", 8, 1e-3, true, 3000, "bytes, d 128, 4 heads, 4 levels, 512 tokens"},
+    {"seed", seed_config, 50257, 512, "gpt2", 8, 3e-4, true, 20000, "GPT-2 BPE, d 768, 12 heads, 5 levels, 512 tokens: the notebook's recipe"},
 }};
 
 /// A named variant: the values it gives Config's variant fields (SPEC.md "Variants").
