@@ -89,6 +89,48 @@ TEST_CASE("gemm's tiled paths (by rows and by columns) match loops", "[blas]") {
     }
 }
 
+// An A^T whose stored rows are at least detail::gemm_transpose_stride_bytes apart is computed through
+// the transposed product: the single block (with more than gemm_transpose_cols columns), row tiles
+// and column tiles, beta 0, 1 and other, padded C (its padding untouched).
+TEST_CASE("gemm through the transposed product matches loops", "[blas]") {
+  REQUIRE(hattn::detail::gemm_by_transpose<float>(Trans::yes, Trans::no, 1024));
+  REQUIRE_FALSE(hattn::detail::gemm_by_transpose<float>(Trans::yes, Trans::no, 1023));
+  REQUIRE_FALSE(hattn::detail::gemm_by_transpose<float>(Trans::yes, Trans::yes, 4096));
+  REQUIRE_FALSE(hattn::detail::gemm_by_transpose<float>(Trans::no, Trans::no, 4096));
+  REQUIRE(hattn::detail::gemm_by_transpose<double>(Trans::yes, Trans::no, 512));
+  for (auto [m, n, k] : {std::tuple<Index, Index, Index>{20, 700, 50},  // one block, two scratch blocks
+                         {1200, 140, 100},                               // row tiles
+                         {150, 1300, 60}}) {                             // column tiles
+    const Index pad = 1100;  // lda = m + pad >= 1024 floats
+    check_gemm<float>(Trans::yes, Trans::no, m, n, k, -2.0f, 1.0f, pad);
+    check_gemm<float>(Trans::yes, Trans::no, m, n, k, 1.0f, 0.0f, pad);
+    check_gemm<float>(Trans::yes, Trans::no, m, n, k, 0.5f, -0.75f, pad);
+    check_gemm<double>(Trans::yes, Trans::no, m, n, k, 1.0, 1.0, pad, 1e-12);
+  }
+}
+
+TEST_CASE("gemm through the transposed product ignores C when beta is 0 and keeps its bits across threads",
+          "[blas][threads]") {
+  const Index m = 1024, n = 256, k = 700, lda = 4096;  // the head's weight gradient, in small
+  const auto a = random_vector<float>(k * lda, 6), b = random_vector<float>(k * n, 7);
+  auto run = [&](float beta, float fill) {
+    std::vector<float> c(m * n, fill);
+    hattn::gemm<float>(Trans::yes, Trans::no, m, n, k, 1.0f, a.data(), lda, b.data(), n, beta, c.data(), n);
+    return c;
+  };
+  for (float x : run(0.0f, std::nanf(""))) REQUIRE(std::isfinite(x));
+  std::vector<float> one, two;
+  {
+    hattn::ThreadLimit limit(1);
+    one = run(1.0f, 0.25f);
+  }
+  {
+    hattn::ThreadLimit limit(2);
+    two = run(1.0f, 0.25f);
+  }
+  REQUIRE(one == two);
+}
+
 TEST_CASE("gemm gives bitwise the same result with 1 and 2 threads", "[blas][threads]") {
   const Index m = 700, n = 650, k = 96;
   const auto a = random_vector<float>(m * k, 4), b = random_vector<float>(k * n, 5);

@@ -49,6 +49,16 @@ inline constexpr GemmBackend gemm_backend = GemmBackend::openblas;
 
 namespace detail {
 
+/// RowMode::any with A transposed and B not: from this many bytes between A's stored rows (rows of
+/// the stored (k, m) matrix), gemm computes the transposed product instead (gemm_via_transpose).
+/// Packing A^T reads columns at that stride, and strides of 4 KiB multiples map to a few cache
+/// sets: on a Xeon of family 6 model 167 oneDNN's single-threaded sgemm falls from 186 GFLOP/s
+/// (stride 256 floats) to 120 (8192 floats) for the head's weight gradient, and the transposed
+/// product runs at 183.
+inline constexpr Index gemm_transpose_stride_bytes = 4096;
+/// gemm_via_transpose: columns of C per scratch block (the scratch holds (that, m) floats).
+inline constexpr Index gemm_transpose_cols = 512;
+
 /// Rows (or columns) per parallel GEMM tile. A constant, so tiles are the same for any thread count.
 inline constexpr Index gemm_tile = 128;
 /// Products smaller than this many multiply-adds run as one call.
@@ -84,6 +94,47 @@ void gemm_call(Trans ta, Trans tb, Index m, Index n, Index k, T alpha, const T* 
   }
 #endif
   openblas::gemm<T>(ta == Trans::yes, tb == Trans::yes, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+/// Whether gemm computes C = alpha op(A) op(B) + beta C through its transpose (see
+/// gemm_transpose_stride_bytes).
+template <class T>
+bool gemm_by_transpose(Trans ta, Trans tb, Index lda) {
+  return ta == Trans::yes && tb == Trans::no && double(lda) * sizeof(T) >= double(gemm_transpose_stride_bytes);
+}
+
+/// C (m, n) = alpha A^T B + beta C for A stored (k, m) and B stored (k, n), computed as its
+/// transpose: per block of at most gemm_transpose_cols columns j of C, the scratch
+/// X (cols, m) = alpha B[:, j]^T A (one backend call that reads both operands along their stored
+/// rows), then C[i, j] = X[j, i] + beta C[i, j] (C is not read when beta = 0, as in a BLAS call).
+/// Single-threaded; the result depends on the sizes only.
+template <class T>
+void gemm_via_transpose(Index m, Index n, Index k, T alpha, const T* a, Index lda, const T* b, Index ldb,
+                        T beta, T* c, Index ldc) {
+  const Index ldx = (m + 15) / 16 * 16 + 16;  // a row stride off the 4 KiB multiples
+  thread_local std::vector<T> scratch;         // (gemm_transpose_cols, ldx); grows once per thread
+  const Index width = std::min(n, gemm_transpose_cols);
+  if (scratch.size() < std::size_t(width * ldx)) scratch.resize(std::size_t(width * ldx));
+  T* x = scratch.data();
+  constexpr Index block = 16;  // transpose in (16, 16) blocks
+  for (Index j0 = 0; j0 < n; j0 += width) {
+    const Index cols = std::min(width, n - j0);
+    gemm_call(Trans::yes, Trans::no, cols, m, k, alpha, b + j0, ldb, a, lda, T(0), x, ldx);
+    for (Index i0 = 0; i0 < m; i0 += block)
+      for (Index jb = 0; jb < cols; jb += block) {
+        const Index i1 = std::min(m, i0 + block), j1 = std::min(cols, jb + block);
+        for (Index i = i0; i < i1; ++i) {
+          T* crow = c + i * ldc + j0;  // (cols)
+          if (beta == T(0)) {
+            for (Index j = jb; j < j1; ++j) crow[j] = x[j * ldx + i];
+          } else if (beta == T(1)) {
+            for (Index j = jb; j < j1; ++j) crow[j] = x[j * ldx + i] + crow[j];
+          } else {
+            for (Index j = jb; j < j1; ++j) crow[j] = x[j * ldx + i] + beta * crow[j];
+          }
+        }
+      }
+  }
 }
 
 /// Whether RowMode::stable products run on OpenBLAS: its own backend, or oneDNN below AVX-512.
@@ -194,8 +245,18 @@ void gemm(Trans ta, Trans tb, Index m, Index n, Index k, T alpha, const T* a, In
     return std::clamp(t, detail::gemm_tile, detail::gemm_tile_max);
   };
   Index tile = detail::gemm_tile;
+  // One single-threaded block of C: a backend call, or the transposed product for an A^T whose
+  // stored rows are far apart (detail::gemm_transpose_stride_bytes).
+  const bool by_transpose = detail::gemm_by_transpose<T>(ta, tb, lda);
+  const auto block = [&](Index rows, Index cols, const T* a0, const T* b0, T* c0) {
+    if (by_transpose) {
+      detail::gemm_via_transpose(rows, cols, k, alpha, a0, lda, b0, ldb, beta, c0, ldc);
+    } else {
+      detail::gemm_call(ta, tb, rows, cols, k, alpha, a0, lda, b0, ldb, beta, c0, ldc);
+    }
+  };
   if (work < detail::gemm_parallel_work || (m <= tile && n <= tile)) {
-    detail::gemm_call(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    block(m, n, a, b, c);
     return;
   }
   if (m >= n || m > 2 * tile) {
@@ -204,7 +265,7 @@ void gemm(Trans ta, Trans tb, Index m, Index n, Index k, T alpha, const T* a, In
     parallel_for((m + tile - 1) / tile, [&](Index t) {
       const Index i0 = t * tile, rows = std::min(tile, m - i0);
       const T* a0 = ta == Trans::yes ? a + i0 : a + i0 * lda;
-      detail::gemm_call(ta, tb, rows, n, k, alpha, a0, lda, b, ldb, beta, c + i0 * ldc, ldc);
+      block(rows, n, a0, b, c + i0 * ldc);
     });
   } else {
     // Tiles of columns of C: columns j of op(B).
@@ -212,7 +273,7 @@ void gemm(Trans ta, Trans tb, Index m, Index n, Index k, T alpha, const T* a, In
     parallel_for((n + tile - 1) / tile, [&](Index t) {
       const Index j0 = t * tile, cols = std::min(tile, n - j0);
       const T* b0 = tb == Trans::yes ? b + j0 * ldb : b + j0;
-      detail::gemm_call(ta, tb, m, cols, k, alpha, a, lda, b0, ldb, beta, c + j0, ldc);
+      block(m, cols, a, b0, c + j0);
     });
   }
 }
