@@ -39,11 +39,23 @@ void linear_bias_backward(View<const T, 2> dy, Index col0, View<Id<T>, 1> db) {
                          ", ", col0 + n, ") of dy ", dy.shape(), " do not exist");
   constexpr Index block = 64;
   parallel_for((n + block - 1) / block, [&](Index t) {
-    const Index j0 = t * block, j1 = std::min(n, j0 + block);
-    for (Index i = 0; i < m; ++i) {
-      const T* row = dy.data + i * n_all + col0;  // (n)
-      for (Index j = j0; j < j1; ++j) db.data[j] += row[j];
+    const Index j0 = t * block, width = std::min(n, j0 + block) - j0;
+    // The block's running sums in registers rather than in db (which the compiler must assume
+    // aliases dy): the same additions in the same order, so the same bits.
+    T sum[block];  // (width) db[j0 + j] + dy[0, j] + ... + dy[i, j]
+    std::copy(db.data + j0, db.data + j0 + width, sum);
+    if (width == block) {
+      for (Index i = 0; i < m; ++i) {
+        const T* row = dy.data + i * n_all + col0 + j0;  // (block)
+        for (Index j = 0; j < block; ++j) sum[j] += row[j];
+      }
+    } else {
+      for (Index i = 0; i < m; ++i) {
+        const T* row = dy.data + i * n_all + col0 + j0;  // (width)
+        for (Index j = 0; j < width; ++j) sum[j] += row[j];
+      }
     }
+    std::copy(sum, sum + width, db.data + j0);
   });
 }
 
