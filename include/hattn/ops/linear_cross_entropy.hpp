@@ -2,8 +2,9 @@
 /// \file
 /// The head and the loss fused: mean cross-entropy of y = x W^T + b against integer targets,
 /// computed over fixed chunks of rows so that the (M, N) logits either stay stored (one buffer
-/// that the backward turns into their gradient) or are never stored whole (each chunk is
-/// recomputed in the backward pass into one (R, N) scratch buffer). Both ways give the same bits.
+/// that the forward turns into their softmax and the backward into their gradient) or are never
+/// stored whole (each chunk is recomputed in the backward pass into one (R, N) scratch buffer).
+/// Both ways give the same bits. Each row is exponentiated once, in the forward pass.
 
 #include <algorithm>
 #include <cstdint>
@@ -65,15 +66,43 @@ View<T, 2> logit_chunk(View<T, 2> logits, Index m, Index r0, Index rows) {
   return View<T, 2>(logits.data + (logits.dim(0) == m ? r0 * n : 0), rows, n);
 }
 
+/// One row of linear_cross_entropy_forward: the loss and log-sum-exp of cross_entropy_row, bit for
+/// bit (the same maximum, exponentials and double sum), and the row's logits `y` (V) replaced by
+/// their softmax exp(y - max) * (1 / sum), as softmax_forward computes it. Returns the row's loss
+/// in double, 0 when target is ignore_index.
+template <class T>
+double softmax_cross_entropy_row(T* y, Index v, std::int32_t target, T* lse) {
+  const T top = ConstRow<T>(y, v).maxCoeff();
+  const T picked = target == ignore_index ? T(0) : y[target];  // read before y is overwritten
+  exp_shifted(y, y, v, top);                                   // (V) exp(y - top), in place
+  const double sum = sum_double(y, v);
+  const double log_sum = std::log(sum);
+  *lse = static_cast<T>(double(top) + log_sum);
+  Row<T>(y, v) *= static_cast<T>(1.0 / sum);
+  return target == ignore_index ? 0.0 : (double(top) - double(picked)) + log_sum;
+}
+
+/// One row of linear_cross_entropy_backward: replaces the softmax `p` (V) by
+/// scale * (p - onehot(target)), or by zeros when target is ignore_index.
+template <class T>
+void softmax_cross_entropy_row_grad(T* p, Index v, std::int32_t target, T scale) {
+  if (target == ignore_index) {
+    std::fill(p, p + v, T(0));
+    return;
+  }
+  for (Index j = 0; j < v; ++j) p[j] = T(0) + scale * p[j];  // as 0 + scale * p in cross_entropy_backward
+  p[target] -= scale;
+}
+
 }  // namespace detail
 
 /// Mean cross-entropy of the logits y = x W^T + b, as cross_entropy_forward(linear_forward(x, W,
-/// b)), and bitwise equal to it when chunk is a multiple of gemm_row_unit (as from
+/// b)), and bitwise equal to it (loss and lse) when chunk is a multiple of gemm_row_unit (as from
 /// linear_cross_entropy_chunk: a row's bits then keep their position in the BLAS kernel):
 /// returns (1 / n) sum over rows i with targets[i] != ignore_index of (lse[i] - y[i, targets[i]]),
 /// and writes every row's log-sum-exp to lse. Rows go in chunks of
-/// `chunk` rows. `logits` is either (M, N), and then holds all the logits afterwards, or
-/// (min(M, chunk), N) scratch that ends up holding the last chunk's.
+/// `chunk` rows. `logits` is either (M, N), and then holds the softmax of every row afterwards
+/// (softmax_cross_entropy_row), or (min(M, chunk), N) scratch that ends up holding the last chunk's.
 /// Validation comes first and nothing is written when it fails.
 /// requires: x (M, K), W (N, K), b (N) or empty, targets (M) in [0, N) or ignore_index with at least
 ///           one not ignored, lse (M), logits (M, N) or (min(M, chunk), N), chunk > 0; logits finite.
@@ -91,7 +120,7 @@ T linear_cross_entropy_forward(View<const Id<T>, 2> x, View<const Id<T>, 2> w, V
     linear_forward<T>(y, View<const T, 2>(x.data + r0 * k, rows, k), w, b);
     detail::softmax_for_rows(rows, n, [&](Index i) {
       row_loss[static_cast<std::size_t>(r0 + i)] =
-          detail::cross_entropy_row(y.data + i * n, n, targets.data[r0 + i], lse.data + r0 + i);
+          detail::softmax_cross_entropy_row(y.data + i * n, n, targets.data[r0 + i], lse.data + r0 + i);
     });
   }
   double total = 0;
@@ -100,12 +129,13 @@ T linear_cross_entropy_forward(View<const Id<T>, 2> x, View<const Id<T>, 2> w, V
 }
 
 /// Adds dloss times the gradient of linear_cross_entropy_forward: per chunk of rows, the logits'
-/// gradient G = (dloss / n) (softmax - onehot) (0 in ignored rows) replaces the chunk's logits,
+/// gradient G = (dloss / n) (softmax - onehot) (0 in ignored rows) replaces the chunk's softmax,
 /// then dx += G W, dW += G^T x, db += column sums of G, chunk after chunk in row order. A stored
-/// (M, N) `logits` is used as the forward pass left it and is consumed (holds G afterwards); a
-/// (min(M, chunk), N) one is scratch into which each chunk's logits are recomputed (bitwise as in
-/// the forward pass, the head's rows being independent of each other). Either way the gradients
-/// are bitwise the same. dx, dW, db may each be empty (not computed).
+/// (M, N) `logits` holds the softmax as the forward pass left it and is consumed (holds G
+/// afterwards); a (min(M, chunk), N) one is scratch into which each chunk's logits and their
+/// softmax are recomputed (bitwise as in the forward pass, the head's rows being independent of
+/// each other). Either way the gradients are bitwise the same. dx, dW, db may each be empty (not
+/// computed).
 /// requires: the arguments of linear_cross_entropy_forward with the same chunk, lse as it wrote
 ///           it; dx (M, K), dW (N, K), db (N) or empty.
 template <class T>
@@ -129,7 +159,13 @@ void linear_cross_entropy_backward(T dloss, View<const Id<T>, 2> x, View<const I
     const View<T, 2> g = detail::logit_chunk(logits, m, r0, rows);  // (rows, N) logits, then G
     if (!stored) linear_forward<T>(g, xc, w, b);
     detail::softmax_for_rows(rows, n, [&](Index i) {
-      detail::cross_entropy_row_grad_in_place(g.data + i * n, n, targets.data[r0 + i], lse.data[r0 + i], scale);
+      T* row = g.data + i * n;  // (N) logits (recomputed) or their softmax (stored)
+      const std::int32_t target = targets.data[r0 + i];
+      if (!stored) {
+        T row_lse;  // equal to lse[r0 + i]: the same row computed the same way
+        detail::softmax_cross_entropy_row(row, n, target, &row_lse);
+      }
+      detail::softmax_cross_entropy_row_grad(row, n, target, scale);
     });
     linear_backward<T>(View<const T, 2>(g), xc, w,
                        dx.present() ? View<T, 2>(dx.data + r0 * k, rows, k) : View<T, 2>(), dw, db);
