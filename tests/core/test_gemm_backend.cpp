@@ -8,12 +8,16 @@
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <tuple>
 #include <vector>
 
 #include "hattn/core/blas.hpp"
 #include "hattn/core/parallel.hpp"
 #include "hattn/core/rng.hpp"
+#if defined(HATTN_GEMM_ONEDNN) && HATTN_GEMM_ONEDNN
+#include "hattn/core/gemm/onednn.hpp"
+#endif
 
 using hattn::Index;
 using hattn::Trans;
@@ -161,3 +165,36 @@ TEST_CASE("gemm_info warns exactly when the kernel lacks AVX2 on a CPU that has 
   CHECK(gemm_warning("onednn", "isa:avx512_core", "avx512").empty());
   CHECK(gemm_warning("onednn", "isa:avx2", "avx512").empty());
 }
+
+#if defined(HATTN_GEMM_ONEDNN) && HATTN_GEMM_ONEDNN
+namespace {
+// Threads of this process (entries of /proc/self/task).
+std::size_t process_threads() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/task")) ++n;
+  return n;
+}
+}  // namespace
+
+TEST_CASE("oneDNN runs every product on one thread even when the caller widened its OpenMP team after "
+          "the first product, and the caller's setting stays", "[blas][threads]") {
+  namespace onednn = hattn::detail::onednn;
+  // A deep product with m, n <= gemm_tile: one backend call on the calling thread, which oneDNN
+  // given more than one OpenMP thread would split across them, reduction dimension included.
+  const Index m = 128, n = 128, k = 8192;
+  const auto a = random_floats(std::size_t(m * k), 31), b = random_floats(std::size_t(k * n), 32);
+  std::vector<float> first(std::size_t(m * n)), again(first.size());  // (m, n) each
+  const auto product = [&](std::vector<float>& c) {
+    hattn::gemm<float>(Trans::no, Trans::no, m, n, k, 1.0f, a.data(), k, b.data(), n, 0.0f, c.data(), n);
+  };
+  product(first);
+  const int callers = onednn::openmp_threads();
+  onednn::set_openmp_threads(2);
+  const std::size_t threads = process_threads();
+  product(again);
+  CHECK(process_threads() == threads);  // no OpenMP thread was started for it
+  CHECK(onednn::openmp_threads() == 2);  // the caller's own setting is back
+  CHECK(std::memcmp(first.data(), again.data(), first.size() * sizeof(float)) == 0);
+  onednn::set_openmp_threads(callers);
+}
+#endif

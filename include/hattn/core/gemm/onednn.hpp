@@ -5,9 +5,9 @@
 /// The only header that includes oneDNN. Float only: doubles go to OpenBLAS.
 ///
 /// Debian builds oneDNN with OpenMP threading. hattn parallelises around the products (fixed tiles,
-/// so results do not depend on the thread count), so every calling thread limits its own OpenMP
-/// team to one thread before its first product: oneDNN then never splits a product, and in
-/// particular never its reduction dimension, across threads.
+/// so results do not depend on the thread count), so every product runs with the calling thread's
+/// OpenMP team limited to one thread (and the caller's setting restored after): oneDNN then never
+/// splits a product, and in particular never its reduction dimension, across threads.
 
 #include <dlfcn.h>
 #include <oneapi/dnnl/dnnl.h>
@@ -28,16 +28,37 @@ inline void set_openmp_threads(int threads) {
   if (set) set(threads);
 }
 
-/// Limits the calling thread's OpenMP team to one thread, once per thread.
-inline void single_threaded() {
-  thread_local const bool done = (set_openmp_threads(1), true);
-  (void)done;
+/// The calling thread's OpenMP team size for its next parallel region (omp_get_max_threads of the
+/// runtime oneDNN loaded; 1 when there is none).
+inline int openmp_threads() {
+  using GetThreads = int (*)();
+  static const auto get = reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "omp_get_max_threads"));
+  return get ? get() : 1;
 }
+
+/// While it lives, the calling thread's OpenMP team is one thread; then the caller's own setting
+/// is back. Checked at every product, not once per thread: a caller that sets its OpenMP team
+/// after hattn's first product (research code that runs OpenMP loops of its own) must not get
+/// oneDNN splitting hattn's products, and their reduction dimension, across threads.
+class SingleThreaded {
+ public:
+  SingleThreaded() : previous_(openmp_threads()) {
+    if (previous_ != 1) set_openmp_threads(1);
+  }
+  ~SingleThreaded() {
+    if (previous_ != 1) set_openmp_threads(previous_);
+  }
+  SingleThreaded(const SingleThreaded&) = delete;
+  SingleThreaded& operator=(const SingleThreaded&) = delete;
+
+ private:
+  int previous_;  // the caller's team size
+};
 
 /// C = alpha op(A) op(B) + beta C, row-major, on the calling thread.
 inline void sgemm(bool ta, bool tb, Index m, Index n, Index k, float alpha, const float* a, Index lda,
                   const float* b, Index ldb, float beta, float* c, Index ldc) {
-  single_threaded();
+  const SingleThreaded one_thread;
   // oneDNN's dnnl_sgemm is row-major: C (m, n) = op(A) (m, k) op(B) (k, n).
   const dnnl_status_t status = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda, b,
                                           ldb, beta, c, ldc);
