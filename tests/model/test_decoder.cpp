@@ -193,6 +193,13 @@ TEST_CASE("changing future tokens leaves every past output bitwise unchanged", "
   check_causality<hattn::Config{.levels = 1, .heads = 1, .d_model = 8, .blocks = 2}>(13, 16, 11);
 }
 
+TEST_CASE("dropout masks are keyed by the sequence's index in the batch, not by the forward pass",
+          "[decoder][dropout]") {
+  check_dropout_split<hattn::Config{.levels = 2, .heads = 2, .d_model = 16}>(29, 64, 32);
+  check_dropout_split<hattn::Config{.levels = 3, .heads = 4, .d_model = 16, .node_mask = NodeMask::full}>(29, 64, 45);
+  check_dropout_split<hattn::Config{.levels = 1, .heads = 1, .d_model = 8, .blocks = 2}>(13, 16, 11);
+}
+
 TEST_CASE("lengths with the same chunk size give bitwise equal outputs on their common prefix", "[decoder]") {
   constexpr hattn::Config cfg{.levels = 2, .heads = 2, .d_model = 16};
   hattn::Decoder<cfg> m(31, 64, 5);

@@ -82,6 +82,16 @@ TEST_CASE("every causal variant: changing future tokens leaves past outputs bitw
   check_causality<dense_blocks>(13, 16, 11);
 }
 
+TEST_CASE("every variant keys dropout masks by the sequence's index in the batch, not by the forward pass",
+          "[variants][dropout]") {
+  check_dropout_split<residual>(29, 64, 32);
+  check_dropout_split<residual_full>(29, 64, 27);
+  check_dropout_split<pooled>(29, 64, 45);
+  check_dropout_split<pooled_residual>(29, 64, 40);
+  check_dropout_split<dense>(29, 64, 33);
+  check_dropout_split<dense_blocks>(13, 16, 11);
+}
+
 TEST_CASE("seed_compat is not causal: future tokens change past outputs, as in the notebook",
           "[variants][causal][seed_compat]") {
   hattn::Decoder<notebook> m(29, 64, 21);

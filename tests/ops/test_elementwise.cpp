@@ -366,6 +366,53 @@ TEST_CASE("dropout backward recomputes the forward mask", "[dropout]") {
   REQUIRE_NOTHROW(ops::dropout_backward<double>(c1(dy), {}, 0.3, true, 11, 12));
 }
 
+TEST_CASE("dropout over sequences: element l of sequence s draws counter (first + s) 2^40 + l, so a "
+          "sequence's mask does not depend on how the batch is split", "[dropout][threads]") {
+  const double p = 0.3;
+  const float scale = 1.0f - float(p);
+  const hattn::Philox rng(21);
+  for (Index per : {Index(1), Index(7), Index(1000), Index(16385)}) {  // not multiples of 4; across a block
+    const Index count = 4, n = count * per;
+    const auto x = to_float(signed_away_from_zero(std::size_t(n), 3));
+    std::vector<float> y(x.size(), std::numeric_limits<float>::quiet_NaN());
+    ops::dropout_forward<float>(v1(y), c1(x), p, true, 21, 6, ops::DropoutSequences{count, 5});
+    bool exact = true;
+    std::vector<bool> keep(static_cast<std::size_t>(n));
+    for (Index s = 0; s < count; ++s)
+      for (Index l = 0; l < per; ++l) {
+        const std::size_t i = std::size_t(s * per + l);
+        keep[i] = rng.uniform(6, (std::uint64_t(5 + s) << 40) + std::uint64_t(l)) >= p;
+        exact = exact && y[i] == (keep[i] ? x[i] / scale : 0.0f);
+      }
+    INFO("per " << per);
+    CHECK(exact);
+    // The last two sequences alone, at their batch indices: the same bits; at indices 0 and 1 not.
+    const std::vector<float> half_x(x.begin() + 2 * per, x.end());
+    std::vector<float> half_y(half_x.size()), moved(half_x.size());
+    ops::dropout_forward<float>(v1(half_y), c1(half_x), p, true, 21, 6, ops::DropoutSequences{2, 7});
+    CHECK(std::memcmp(half_y.data(), y.data() + 2 * per, half_y.size() * sizeof(float)) == 0);
+    ops::dropout_forward<float>(v1(moved), c1(half_x), p, true, 21, 6, ops::DropoutSequences{2, 5});
+    if (per >= 1000) CHECK(kept(moved) != kept(half_y));
+    // Backward adds dy / (1 - p) where the forward kept, and is the same on 1 and 2 threads.
+    const auto dy = to_float(signed_away_from_zero(std::size_t(n), 4));
+    std::vector<float> dx(x.size(), 0.5f), dx1(x.size(), 0.5f);
+    ops::dropout_backward<float>(c1(dy), v1(dx), p, true, 21, 6, ops::DropoutSequences{count, 5});
+    {
+      hattn::ThreadLimit one(1);
+      ops::dropout_backward<float>(c1(dy), v1(dx1), p, true, 21, 6, ops::DropoutSequences{count, 5});
+    }
+    bool adds = true;
+    for (std::size_t i = 0; i < dx.size(); ++i) adds = adds && dx[i] == (keep[i] ? 0.5f + dy[i] / scale : 0.5f);
+    CHECK(adds);
+    CHECK(std::memcmp(dx.data(), dx1.data(), dx.size() * sizeof(float)) == 0);
+  }
+  // One sequence starting at batch index 0 is the flat keying, counter i.
+  const auto x = to_float(signed_away_from_zero(40001, 8));
+  std::vector<float> y(x.size());
+  ops::dropout_forward<float>(v1(y), c1(x), p, true, 21, 6, ops::DropoutSequences{1, 0});
+  CHECK(kept(y) == reference_mask(40001, p, 21, 6));
+}
+
 TEST_CASE("dropout gradients pass central differences in double with the mask fixed by the seed",
           "[dropout][gradcheck]") {
   for (auto [n, p, training] : {std::tuple<Index, double, bool>{1, 0.1, true}, {7, 0.5, true},
@@ -407,6 +454,14 @@ TEST_CASE("dropout rejects bad p, shapes and overlaps with exact messages", "[dr
                       "dropout_backward: shape mismatch: dx (3), dy (4) (want equal sizes)");
   REQUIRE_THROWS_WITH(ops::dropout_backward<float>(x, View<float, 1>(buf.data() + 10, 4), 0.1, true, 0, 0),
                       "dropout_backward: dx overlaps dy");
+  REQUIRE_THROWS_WITH(ops::dropout_forward<float>(y, x, 0.1, true, 0, 0, ops::DropoutSequences{3, 0}),
+                      "dropout_forward: a buffer of 4 elements cannot be split into 3 equal sequences");
+  REQUIRE_THROWS_WITH(ops::dropout_forward<float>(y, x, 0.1, true, 0, 0, ops::DropoutSequences{0, 0}),
+                      "dropout_forward: a buffer of 4 elements cannot be split into 0 equal sequences");
+  REQUIRE_THROWS_WITH(ops::dropout_forward<float>(y, x, 0.1, true, 0, 0, ops::DropoutSequences{2, (1u << 24) - 1}),
+                      "dropout_forward: sequences 16777215 to 16777216: batch indices must be below 2^24");
+  REQUIRE_THROWS_WITH(ops::dropout_backward<float>(x, {}, 0.1, true, 0, 0, ops::DropoutSequences{4, 1u << 24}),
+                      "dropout_backward: sequences 16777216 to 16777219: batch indices must be below 2^24");
 }
 
 // ------------------------------------------------------------------------------------ the tape

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -163,6 +164,36 @@ void check_causality(Index V, Index S, Index T) {
   }
 }
 
+
+// Dropout masks are keyed by each sequence's index in the step's batch (Decoder::set_first_sequence):
+// a training forward pass over sequences 2 and 3 of a batch alone, told they are sequences 2 and 3,
+// gives them bitwise the logits of the pass over all four at the same step; told they are 0 and 1,
+// it does not (other masks). This is what lets micro-batches and ranks split a batch freely.
+template <hattn::Config C, template <hattn::Config, class> class Mix = hattn::model::DefaultMixer>
+void check_dropout_split(Index V, Index S, Index T) {
+  INFO("levels " << C.levels << " heads " << C.heads << " d " << C.d_model << " blocks " << C.blocks << " T " << T);
+  hattn::Decoder<C, float, Mix> m(V, S, 41);
+  perturb_norms(m, 42);
+  const Ids ids = random_ids(4, T, V, 43), targets = next_tokens(ids);
+  Ids half(2, T), half_targets(2, T);  // sequences 2 and 3
+  for (Index b = 0; b < 2; ++b)
+    for (Index t = 0; t < T; ++t) {
+      half(b, t) = ids(b + 2, t);
+      half_targets(b, t) = targets(b + 2, t);
+    }
+  const auto logits_at = [&](const Ids& x, const Ids& y, std::uint64_t first) {
+    m.set_step(5);
+    m.set_first_sequence(first);
+    m.forward(x, y, true);
+    return m.last_logits();  // (B, T, V)
+  };
+  const auto all = logits_at(ids, targets, 0);
+  const auto split = logits_at(half, half_targets, 2);
+  const auto moved = logits_at(half, half_targets, 0);
+  const std::size_t bytes = std::size_t(2 * T * V) * sizeof(float);
+  CHECK(std::memcmp(split.data(), all.data() + 2 * T * V, bytes) == 0);
+  CHECK(std::memcmp(moved.data(), all.data() + 2 * T * V, bytes) != 0);
+}
 
 // Everything one training step and one inference pass produce, flat: every gradient, the loss
 // (dropout on, step 3) and the probabilities; for the 1 vs 2 threads comparisons.

@@ -181,23 +181,33 @@ TEST_CASE("micro-batches weighted by their counted targets give the large batch'
   check_accumulation<double>(1e-12);
 }
 
-TEST_CASE("a step with micro-batches equals a step with the whole batch", "[trainer][accumulation]") {
+TEST_CASE("a step with micro-batches equals a step with the whole batch, with and without dropout",
+          "[trainer][accumulation][dropout]") {
+  // With dropout, every micro-batch of a step runs at the step's dropout step and its sequences'
+  // batch indices, so each sequence gets the mask it gets in the whole batch.
   const hattn::data::Dataset data(corpus(), 16);
-  hattn::Decoder<tiny, double> one(256, 16, 2), two(256, 16, 2);
-  hattn::TrainOptions o{.steps = 2, .batch = 4, .micro_batches = 1, .lr = 1e-2, .clip = 0.5, .dropout = false};
-  hattn::Trainer t1(one, data, o);
-  o.micro_batches = 4;
-  hattn::Trainer t2(two, data, o);
-  std::vector<double> loss1, loss2;
-  t1.on_step = [&](const hattn::StepInfo& s) { loss1.push_back(s.loss); };
-  t2.on_step = [&](const hattn::StepInfo& s) { loss2.push_back(s.loss); };
-  CHECK(t1.run().status == hattn::TrainStatus::completed);
-  CHECK(t2.run().status == hattn::TrainStatus::completed);
-  REQUIRE(loss1.size() == 2);
-  REQUIRE(loss2.size() == 2);
-  CHECK(loss2[0] == Approx(loss1[0]).epsilon(1e-12));
-  CHECK(loss2[1] == Approx(loss1[1]).epsilon(1e-12));
-  CHECK(relative_error(values_of(two), values_of(one)) <= 1e-12);
+  for (bool dropout : {false, true}) {
+    INFO("dropout " << dropout);
+    hattn::Decoder<tiny, double> one(256, 16, 2), two(256, 16, 2);
+    hattn::TrainOptions o{.steps = 2, .batch = 4, .micro_batches = 1, .lr = 1e-2, .clip = 0.5, .dropout = dropout};
+    hattn::Trainer t1(one, data, o);
+    o.micro_batches = 4;
+    hattn::Trainer t2(two, data, o);
+    std::vector<double> loss1, loss2;
+    t1.on_step = [&](const hattn::StepInfo& s) { loss1.push_back(s.loss); };
+    t2.on_step = [&](const hattn::StepInfo& s) { loss2.push_back(s.loss); };
+    CHECK(t1.run().status == hattn::TrainStatus::completed);
+    CHECK(t2.run().status == hattn::TrainStatus::completed);
+    REQUIRE(loss1.size() == 2);
+    REQUIRE(loss2.size() == 2);
+    CHECK(loss2[0] == Approx(loss1[0]).epsilon(1e-12));
+    CHECK(loss2[1] == Approx(loss1[1]).epsilon(1e-12));
+    CHECK(relative_error(values_of(two), values_of(one)) <= 1e-12);
+    // One dropout step per optimizer step, however many forward passes it took.
+    CHECK(one.step() == 2);
+    CHECK(two.step() == 2);
+    CHECK(two.first_sequence() == 0);
+  }
 }
 
 TEST_CASE("training lowers the loss on a repetitive corpus and reports every step", "[trainer]") {
@@ -367,6 +377,7 @@ struct FakeModel {
   void backward(double scale = 1) { grad += scale * grad_value; }
   std::uint64_t step() const { return step_; }
   void set_step(std::uint64_t s) { step_ = s; }
+  void set_first_sequence(std::uint64_t) {}  // no dropout here: nothing is keyed by it
   Index vocab_size() const { return 256; }
   Index sequence_length() const { return 64; }
 };

@@ -140,8 +140,10 @@ class Decoder {
     // Gradients outside the permanent region are cleared on the tape, just before their use.
     std::fill_n(ws.grads.data(), ws.permanent_grads, T(0));
     logits_consumed_ = false;
-    const model::ForwardContext ctx{&ws.tape, dropout, seed_, step_++, C.heads,
-                                    checkpointing_ ? &ws.recompute : nullptr};
+    model::ForwardContext ctx{&ws.tape, dropout, seed_, step_++, C.heads,
+                              checkpointing_ ? &ws.recompute : nullptr};
+    ctx.sequences = B;
+    ctx.first_sequence = first_sequence_;
     const Var<T, 2> rows = hidden(ws.acts, View<const std::int32_t, 2>(ws.ids.data(), B, T_), ctx);
     return ops::linear_cross_entropy<T>(&ws.tape, ws.acts.loss, rows, params_.head_w, params_.head_b,
                                         View<const std::int32_t, 1>(ws.targets.data(), B * Tp),
@@ -200,6 +202,13 @@ class Decoder {
   void set_step(std::uint64_t step) { step_ = step; }
   /// The step the next forward() uses for its dropout masks.
   std::uint64_t step() const { return step_; }
+  /// Dropout masks also depend on each sequence's index in the step's batch: forward() takes its
+  /// sequences to be `first`, first + 1, ... of it (default 0). Gradient accumulation sets it per
+  /// micro-batch, with the same step for all of them, so that a sequence draws the same mask
+  /// however the batch is split (ops::DropoutSequences). Indices must stay below 2^24.
+  void set_first_sequence(std::uint64_t first) { first_sequence_ = first; }
+  /// The batch index forward() gives its first sequence's dropout masks.
+  std::uint64_t first_sequence() const { return first_sequence_; }
 
   /// Inference: softmax probabilities (B, T, V) for (B, T) `ids`, no dropout, no tape. Const and
   /// safe to call concurrently: each call borrows its own activation arena from a pool that keeps
@@ -493,6 +502,7 @@ class Decoder {
   Index vocab_, seq_;
   std::uint64_t seed_;
   std::uint64_t step_ = 0;
+  std::uint64_t first_sequence_ = 0;  // the batch index of forward()'s first sequence (dropout)
   bool logits_consumed_ = false;  // backward() has run since the last forward
   bool checkpointing_ = false;    // set_checkpointing
   Arena<T> values_, grads_;                // parameters and their gradients

@@ -143,6 +143,9 @@ struct ForwardContext {
   Tape* recompute = nullptr;  ///< gradient checkpointing: the tape a hierarchy's backward
                               ///< recomputes its forward pass on; null: activations are kept
   Index tokens = 0;           ///< real rows per sequence (T); the blocks' other rows are padding
+  Index sequences = 1;        ///< sequences in this forward pass (B): every dropout site's rows are
+                              ///< B equal per-sequence slices, in sequence order
+  std::uint64_t first_sequence = 0;  ///< dropout masks: the batch index of this pass's first sequence
 
   /// The Philox stream of dropout site `site` at this step.
   std::uint64_t stream(std::uint64_t site) const { return step << 20 | site; }
@@ -157,7 +160,8 @@ template <class T, int R>
 Var<T, R> maybe_dropout(const ForwardContext& ctx, Var<T, R> x, View<T, R> grad, std::uint64_t site) {
   if (!ctx.dropout) return x;
   Var<T, R> y{x.value, grad};
-  ops::dropout<T>(ctx.tape, flat(y), flat(x), dropout_p, true, ctx.seed, ctx.stream(site));
+  ops::dropout<T>(ctx.tape, flat(y), flat(x), dropout_p, true, ctx.seed, ctx.stream(site),
+                  ops::DropoutSequences{ctx.sequences, ctx.first_sequence});
   return y;
 }
 

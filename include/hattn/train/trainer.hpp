@@ -103,7 +103,10 @@ struct TrainState {
 /// The training loop. One step: draw `batch` windows from the training split (one Generator draw
 /// each, in row order); for each of the `micro_batches` consecutive groups of rows: zero the
 /// gradients once, then per micro-batch forward (dropout per options) and backward scaled by its
-/// share of the counted targets, so the gradients add up to the whole batch's; clip the global norm; set
+/// share of the counted targets, so the gradients add up to the whole batch's. Every micro-batch
+/// of a step runs at the same dropout step, with its sequences' batch indices
+/// (set_first_sequence), so each sequence's dropout masks are those of the whole batch in one
+/// pass, whatever `micro_batches` is; the step then advances by one. Clip the global norm; set
 /// the learning rate from WarmupCosine; AdamW step. A NaN or infinite micro-batch loss or gradient
 /// norm stops run() before the update, with the step reported in the TrainResult.
 ///
@@ -112,7 +115,8 @@ struct TrainState {
 /// dropout step as it found it, so evaluating never changes training.
 ///
 /// The model (e.g. hattn::Decoder<cfg, T>) needs `Scalar`, `parameters()`, `zero_grad()`,
-/// `forward(ids, targets, dropout)`, `backward(loss_scale)`, `step()`, `set_step()`, `vocab_size()` and
+/// `forward(ids, targets, dropout)`, `backward(loss_scale)`, `step()`, `set_step()`,
+/// `set_first_sequence()`, `vocab_size()` and
 /// `sequence_length()`. The data source needs `sequence_length()`, `validation_windows()` (0: no
 /// validation split), `token_range()` (the smallest and largest token id it can produce),
 /// `train_batch(inputs, targets, rng)` (drawing only from `rng`, so the trainer's state resumes it)
@@ -271,11 +275,20 @@ class Trainer {
     info.tokens = options_.batch * T_;
     info.targets = total;
     model_->zero_grad();
+    // One dropout step for the whole batch, each micro-batch at its sequences' batch indices.
+    const std::uint64_t dropout_step = model_->step();
+    const auto next_dropout_step = [&] {
+      model_->set_step(dropout_step + 1);
+      model_->set_first_sequence(0);
+    };
     for (Index i = 0; i < k; ++i) {
       const View<const std::int32_t, 2> ids(inputs_.data() + i * micro * T_, micro, T_);
       const View<const std::int32_t, 2> tgt(targets_.data() + i * micro * T_, micro, T_);
       const Index n = count_targets(tgt);
+      model_->set_step(dropout_step);
+      model_->set_first_sequence(std::uint64_t(i * micro));
       const double loss = double(model_->forward(ids, tgt, options_.dropout));
+      if (!std::isfinite(loss)) next_dropout_step();
       if (!std::isfinite(loss))
         return fail(result, TrainStatus::non_finite_loss,
                     detail::concat("Trainer: loss is ", loss, " in step ", info.step + 1, " (micro-batch ", i,
@@ -286,6 +299,7 @@ class Trainer {
       model_->backward(T(weight));
       info.loss += weight * loss;
     }
+    next_dropout_step();
     info.grad_norm = clip_grad_norm(params, options_.clip);
     if (!std::isfinite(info.grad_norm))
       return fail(result, TrainStatus::non_finite_gradient,

@@ -130,8 +130,9 @@ class Decoder {
     // Gradients outside the permanent region are cleared on the tape, just before their use.
     std::fill_n(ws.grads.data(), ws.permanent_grads, T(0));
     logits_consumed_ = false;
-    const model::ForwardContext ctx{&ws.tape, dropout, seed_, step_++, C.heads,
-                                    checkpointing_ ? &ws.recompute : nullptr};
+    model::ForwardContext ctx{&ws.tape, dropout, seed_, step_++, C.heads,
+                              checkpointing_ ? &ws.recompute : nullptr};
+    ctx.sequences = B;  // dropout masks keyed per sequence, as the live model keys them
     const Var<T, 2> rows = hidden(ws.acts, View<const std::int32_t, 2>(ws.ids.data(), B, T_), ctx);
     return ops::linear_cross_entropy<T>(&ws.tape, ws.acts.loss, rows, params_.head_w, params_.head_b,
                                         View<const std::int32_t, 1>(ws.targets.data(), B * Tp),

@@ -145,6 +145,8 @@ struct ForwardContext {
   Index heads = 1;            ///< attention heads
   Tape* recompute = nullptr;  ///< gradient checkpointing: the tape a hierarchy's backward
                               ///< recomputes its forward pass on; null: activations are kept
+  Index sequences = 1;        ///< sequences in the pass: dropout masks are keyed per sequence, as
+                              ///< the live model keys them (ops::DropoutSequences)
 
   /// The Philox stream of dropout site `site` at this step.
   std::uint64_t stream(std::uint64_t site) const { return step << 20 | site; }
@@ -159,7 +161,8 @@ template <class T, int R>
 Var<T, R> maybe_dropout(const ForwardContext& ctx, Var<T, R> x, View<T, R> grad, std::uint64_t site) {
   if (!ctx.dropout) return x;
   Var<T, R> y{x.value, grad};
-  ops::dropout<T>(ctx.tape, flat(y), flat(x), dropout_p, true, ctx.seed, ctx.stream(site));
+  ops::dropout<T>(ctx.tape, flat(y), flat(x), dropout_p, true, ctx.seed, ctx.stream(site),
+                  ops::DropoutSequences{ctx.sequences, 0});
   return y;
 }
 
