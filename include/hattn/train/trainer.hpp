@@ -101,9 +101,11 @@ struct TrainState {
 };
 
 /// The training loop. One step: draw `batch` windows from the training split (one Generator draw
-/// each, in row order); for each of the `micro_batches` consecutive groups of rows: zero the
-/// gradients once, then per micro-batch forward (dropout per options) and backward scaled by its
-/// share of the counted targets, so the gradients add up to the whole batch's. Every micro-batch
+/// each, in row order); for each of the `micro_batches` consecutive groups of rows: forward
+/// (dropout per options) and backward scaled by its share of the counted targets, into zeroed
+/// gradients, then added element by element to the sum of the earlier micro-batches' gradients,
+/// in micro-batch order, so the gradients add up to the whole batch's (as a data-parallel run's
+/// ranks sum theirs in rank order; with one micro-batch the gradient is left as computed). Every micro-batch
 /// of a step runs at the same dropout step, with its sequences' batch indices
 /// (set_first_sequence), so each sequence's dropout masks are those of the whole batch in one
 /// pass, whatever `micro_batches` is; the step then advances by one. Clip the global norm; set
@@ -274,7 +276,6 @@ class Trainer {
     info.step = step();
     info.tokens = options_.batch * T_;
     info.targets = total;
-    model_->zero_grad();
     // One dropout step for the whole batch, each micro-batch at its sequences' batch indices.
     const std::uint64_t dropout_step = model_->step();
     const auto next_dropout_step = [&] {
@@ -287,6 +288,7 @@ class Trainer {
       const Index n = count_targets(tgt);
       model_->set_step(dropout_step);
       model_->set_first_sequence(std::uint64_t(i * micro));
+      model_->zero_grad();
       const double loss = double(model_->forward(ids, tgt, options_.dropout));
       if (!std::isfinite(loss)) next_dropout_step();
       if (!std::isfinite(loss))
@@ -298,8 +300,10 @@ class Trainer {
       const double weight = double(n) / double(total);
       model_->backward(T(weight));
       info.loss += weight * loss;
+      if (k > 1) add_to_gradient_sum(params, i == 0);
     }
     next_dropout_step();
+    if (k > 1) set_gradients_to_sum(params);
     info.grad_norm = clip_grad_norm(params, options_.clip);
     if (!std::isfinite(info.grad_norm))
       return fail(result, TrainStatus::non_finite_gradient,
@@ -310,6 +314,42 @@ class Trainer {
     optimizer_.step();
     info.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return info;
+  }
+
+  // grad_sum_ = the trainable parameters' gradients (first micro-batch), or grad_sum_ + them,
+  // element by element.
+  void add_to_gradient_sum(const std::vector<Parameter<T>>& params, bool first) {
+    std::size_t total = 0;
+    for (const Parameter<T>& p : params) total += p.trainable() ? std::size_t(p.size()) : 0;
+    if (grad_sum_.size() != total) grad_sum_.assign(total, T(0));
+    parallel_for(Index(params.size()), [&](Index j) {
+      const Parameter<T>& p = params[std::size_t(j)];
+      if (!p.trainable()) return;
+      T* sum = grad_sum_.data() + sum_offset(params, j);  // (p.size())
+      if (first) {
+        std::copy(p.grad, p.grad + p.size(), sum);
+      } else {
+        for (Index e = 0; e < p.size(); ++e) sum[e] = sum[e] + p.grad[e];
+      }
+    });
+  }
+
+  // The trainable parameters' gradients = grad_sum_.
+  void set_gradients_to_sum(const std::vector<Parameter<T>>& params) const {
+    parallel_for(Index(params.size()), [&](Index j) {
+      const Parameter<T>& p = params[std::size_t(j)];
+      if (!p.trainable()) return;
+      const T* sum = grad_sum_.data() + sum_offset(params, j);  // (p.size())
+      std::copy(sum, sum + p.size(), p.grad);
+    });
+  }
+
+  // Where parameter j's gradient starts in grad_sum_ (trainable parameters in registry order).
+  static std::size_t sum_offset(const std::vector<Parameter<T>>& params, Index j) {
+    std::size_t offset = 0;
+    for (Index i = 0; i < j; ++i)
+      offset += params[std::size_t(i)].trainable() ? std::size_t(params[std::size_t(i)].size()) : 0;
+    return offset;
   }
 
   StepInfo fail(TrainResult& result, TrainStatus status, std::string message) const {
@@ -326,6 +366,7 @@ class Trainer {
   AdamW<T> optimizer_;
   Generator rng_;                                  // batch sampling
   Tensor<std::int32_t, 2> inputs_, targets_;       // (batch, T) this step's batch
+  std::vector<T> grad_sum_;                        // (trainable scalars) micro-batches' gradient sum
 };
 
 }  // namespace hattn
