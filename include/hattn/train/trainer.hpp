@@ -37,7 +37,7 @@ inline Index count_targets(View<const std::int32_t, 2> targets) {
 struct TrainOptions {
   std::int64_t steps = 1000;      ///< optimizer steps in all (the schedule's total_steps)
   Index batch = 8;                ///< sequences per optimizer step
-  Index micro_batches = 1;        ///< forward/backward passes per step; must divide batch
+  Index micro_batches = 1;        ///< forward/backward passes per step, 1 to batch (need not divide it)
   double lr = 3e-4;               ///< peak learning rate (WarmupCosine::peak_lr)
   double min_lr = 0;              ///< learning rate at the end (WarmupCosine::min_lr)
   std::int64_t warmup_steps = 0;  ///< linear warmup (WarmupCosine::warmup_steps)
@@ -101,7 +101,8 @@ struct TrainState {
 };
 
 /// The training loop. One step: draw `batch` windows from the training split (one Generator draw
-/// each, in row order); for each of the `micro_batches` consecutive groups of rows: forward
+/// each, in row order); for each of the `micro_batches` consecutive groups of rows (as even as
+/// they go, the first batch % micro_batches groups one row larger: 8 rows in 3 are 3, 3, 2): forward
 /// (dropout per options) and backward scaled by its share of the counted targets, into zeroed
 /// gradients, then added element by element to the sum of the earlier micro-batches' gradients,
 /// in micro-batch order, so the gradients add up to the whole batch's (as a data-parallel run's
@@ -136,7 +137,7 @@ class Trainer {
 
   /// A trainer of `model` on `data` (both must outlive it), from step 0, whose AdamW decays the
   /// tensors `decay` selects. Throws hattn::Error "Trainer: ..." for options it cannot run:
-  /// steps < 0, batch < 1, micro_batches < 1 or not dividing batch, eval_every < 0, eval_batches < 1
+  /// steps < 0, batch < 1, micro_batches outside [1, batch], eval_every < 0, eval_batches < 1
   /// when evaluating, evaluating without a validation split, sequences longer than the model's, a
   /// token outside the model's vocabulary; and the errors of WarmupCosine and AdamW for their options.
   Trainer(Model& model, const Data& data, const TrainOptions& options,
@@ -153,8 +154,9 @@ class Trainer {
     constexpr const char* op = "Trainer";
     const TrainOptions& o = options;
     detail::require(o.steps >= 0, op, "steps must be >= 0, got ", o.steps);
-    detail::require(o.batch >= 1 && o.micro_batches >= 1 && o.batch % o.micro_batches == 0, op,
-                    "batch ", o.batch, " must be >= 1 and a multiple of micro_batches ", o.micro_batches);
+    detail::require(o.batch >= 1, op, "batch must be >= 1, got ", o.batch);
+    detail::require(o.micro_batches >= 1 && o.micro_batches <= o.batch, op, "micro_batches must be in [1, batch ",
+                    o.batch, "], got ", o.micro_batches);
     detail::require(o.eval_every >= 0, op, "eval_every must be >= 0, got ", o.eval_every);
     detail::require(o.eval_every == 0 || o.eval_batches >= 1, op, "eval_batches must be >= 1, got ",
                     o.eval_batches);
@@ -196,21 +198,25 @@ class Trainer {
   }
 
   /// Mean cross-entropy over validation batches 0 .. eval_batches - 1 (of `batch` sequences, run in
-  /// micro-batch pieces), without dropout. Leaves the model's dropout step and the parameters'
+  /// the training step's micro-batch pieces), without dropout. Leaves the model's dropout step and the parameters'
   /// gradients unchanged; replaces the model's last forward.
   EvalInfo evaluate() {
     detail::require(data_->validation_windows() > 0, "Trainer::evaluate", "the dataset has no validation split");
     const auto t0 = std::chrono::steady_clock::now();
     const std::uint64_t saved_step = model_->step();
-    const Index micro = options_.batch / options_.micro_batches, T_ = data_->sequence_length();
-    const View<std::int32_t, 2> ids(inputs_.data(), micro, T_), tgt(targets_.data(), micro, T_);
+    const Index T_ = data_->sequence_length();
     double weighted = 0;
     Index counted = 0;
-    for (Index j = 0; j < std::max<Index>(options_.eval_batches, 1) * options_.micro_batches; ++j) {
-      data_->validation_batch(ids, tgt, j);
-      const Index n = count_targets(tgt);
-      weighted += double(model_->forward(ids, tgt, /*dropout=*/false)) * double(n);
-      counted += n;
+    for (Index j = 0; j < std::max<Index>(options_.eval_batches, 1); ++j) {
+      data_->validation_batch(inputs_, targets_, j);
+      for (Index i = 0; i < options_.micro_batches; ++i) {
+        const Index r0 = micro_start(i), rows = micro_start(i + 1) - r0;
+        const View<const std::int32_t, 2> ids(inputs_.data() + r0 * T_, rows, T_);
+        const View<const std::int32_t, 2> tgt(targets_.data() + r0 * T_, rows, T_);
+        const Index n = count_targets(tgt);
+        weighted += double(model_->forward(ids, tgt, /*dropout=*/false)) * double(n);
+        counted += n;
+      }
     }
     model_->set_step(saved_step);
     EvalInfo e;
@@ -269,7 +275,7 @@ class Trainer {
   StepInfo train_step(TrainResult& result) {
     const auto t0 = std::chrono::steady_clock::now();
     const std::vector<Parameter<T>>& params = model_->parameters();
-    const Index k = options_.micro_batches, micro = options_.batch / k, T_ = data_->sequence_length();
+    const Index k = options_.micro_batches, T_ = data_->sequence_length();
     data_->train_batch(inputs_, targets_, rng_);
     const Index total = count_targets(targets_);
     StepInfo info;
@@ -283,11 +289,12 @@ class Trainer {
       model_->set_first_sequence(0);
     };
     for (Index i = 0; i < k; ++i) {
-      const View<const std::int32_t, 2> ids(inputs_.data() + i * micro * T_, micro, T_);
-      const View<const std::int32_t, 2> tgt(targets_.data() + i * micro * T_, micro, T_);
+      const Index r0 = micro_start(i), rows = micro_start(i + 1) - r0;
+      const View<const std::int32_t, 2> ids(inputs_.data() + r0 * T_, rows, T_);
+      const View<const std::int32_t, 2> tgt(targets_.data() + r0 * T_, rows, T_);
       const Index n = count_targets(tgt);
       model_->set_step(dropout_step);
-      model_->set_first_sequence(std::uint64_t(i * micro));
+      model_->set_first_sequence(std::uint64_t(r0));
       model_->zero_grad();
       const double loss = double(model_->forward(ids, tgt, options_.dropout));
       if (!std::isfinite(loss)) next_dropout_step();
@@ -314,6 +321,14 @@ class Trainer {
     optimizer_.step();
     info.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return info;
+  }
+
+  // The first row of micro-batch i (i = micro_batches: the batch's end). The batch's rows are
+  // split as evenly as they go, the first batch % micro_batches micro-batches one row larger:
+  // 8 rows in 3 micro-batches are 3, 3 and 2.
+  Index micro_start(Index i) const {
+    const Index B = options_.batch, k = options_.micro_batches;
+    return i * (B / k) + std::min(i, B % k);
   }
 
   // grad_sum_ = the trainable parameters' gradients (first micro-batch), or grad_sum_ + them,
