@@ -60,3 +60,8 @@ if(HATTN_GEMM STREQUAL "onednn" AND NOT TARGET hattn::dnnl)
     INTERFACE_INCLUDE_DIRECTORIES "${HATTN_DNNL_INCLUDE_DIR}"
     INTERFACE_LINK_LIBRARIES "${CMAKE_DL_LIBS}")
 endif()
+
+# MPI, for hattn::dist, when the installed hattn has it (HATTN_MPI; Debian: libopenmpi-dev).
+if(HATTN_MPI AND NOT TARGET MPI::MPI_CXX)
+  find_dependency(MPI COMPONENTS CXX)
+endif()

