@@ -117,7 +117,8 @@ void attention_backward_bench(benchmark::State& state, Index rows_total) {
 }
 
 // Leaf attention of one hierarchy over batch 8 x T 512: 8 * 2^L causal chunks of C = 512 / 2^L
-// rows. Seed preset (d 768, 12 heads, L 5): C = 16; medium (d 256, 8 heads, L 3): C = 64.
+// rows. Seed preset (d 768, 12 heads, L 5): C = 16; medium (d 256, 8 heads, L 3): C = 64; tiny's
+// chunks and heads (d 64, 4 heads of 16, C = 32: its T 256 over L 3), here over the same 4096 rows.
 void BM_AttentionLeafForward(benchmark::State& state) { attention_forward_bench(state, model_rows); }
 void BM_AttentionLeafBackward(benchmark::State& state) { attention_backward_bench(state, model_rows); }
 
@@ -127,7 +128,7 @@ void BM_AttentionTopForward(benchmark::State& state) { attention_forward_bench(s
 void BM_AttentionTopBackward(benchmark::State& state) { attention_backward_bench(state, model_rows / 2); }
 
 void leaf_shapes(benchmark::internal::Benchmark* b) {
-  b->ArgNames({"d", "heads", "C"})->Args({768, 12, 16})->Args({256, 8, 64});
+  b->ArgNames({"d", "heads", "C"})->Args({768, 12, 16})->Args({256, 8, 64})->Args({64, 4, 32});
   b->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 void top_shapes(benchmark::internal::Benchmark* b) {

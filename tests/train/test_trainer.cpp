@@ -211,6 +211,41 @@ TEST_CASE("a step with micro-batches equals a step with the whole batch, with an
   }
 }
 
+namespace {
+
+// A first training step's gradient as the trainer must form it, computed here from the model's own
+// API: the batch of Generator(seed) (one draw per window, in row order; 32-token windows), micro-batch
+// i its rows [starts[i], starts[i + 1]), each at dropout step 0 with its sequences' batch indices,
+// into zeroed gradients, weighted by its share of the counted targets; then g0 + g1, + g2, ...
+std::vector<float> ordered_micro_batch_sum(hattn::Decoder<small>& m, const hattn::data::Dataset& data,
+                                           std::uint64_t seed, const std::vector<Index>& starts) {
+  constexpr Index T = 32;
+  const Index B = starts.back();
+  hattn::Generator rng(seed);
+  Ids inputs(B, T), targets(B, T);
+  data.train_batch(inputs, targets, rng);
+  const Index total = hattn::count_targets(targets);
+  std::vector<float> sum;
+  for (std::size_t i = 0; i + 1 < starts.size(); ++i) {
+    const Index r0 = starts[i], rows = starts[i + 1] - r0;
+    const hattn::View<const std::int32_t, 2> x(inputs.data() + r0 * T, rows, T), y(targets.data() + r0 * T, rows, T);
+    m.set_step(0);
+    m.set_first_sequence(std::uint64_t(r0));
+    m.zero_grad();
+    m.forward(x, y, true);
+    m.backward(float(double(hattn::count_targets(y)) / double(total)));
+    const auto g = grads_of(m);
+    if (i == 0) {
+      sum = g;
+    } else {
+      for (std::size_t j = 0; j < g.size(); ++j) sum[j] = sum[j] + g[j];
+    }
+  }
+  return sum;
+}
+
+}  // namespace
+
 TEST_CASE("micro-batches: each gradient into zeroed buffers, added in micro-batch order, bitwise",
           "[trainer][accumulation][dropout]") {
   // The sum a data-parallel run forms from its ranks' gradients in rank order: g0 + g1, then + g2.
@@ -221,25 +256,7 @@ TEST_CASE("micro-batches: each gradient into zeroed buffers, added in micro-batc
   hattn::Trainer trainer(trained, data, o);
   REQUIRE(trainer.run().status == hattn::TrainStatus::completed);
 
-  hattn::Generator rng(o.seed);  // the trainer's batch: one draw per window, in row order
-  Ids inputs(6, 32), targets(6, 32);
-  data.train_batch(inputs, targets, rng);
-  const Index total = hattn::count_targets(targets);
-  std::vector<float> sum;
-  for (Index i = 0; i < 3; ++i) {
-    const hattn::View<const std::int32_t, 2> x(inputs.data() + i * 64, 2, 32), y(targets.data() + i * 64, 2, 32);
-    reference.set_step(0);
-    reference.set_first_sequence(std::uint64_t(2 * i));
-    reference.zero_grad();
-    reference.forward(x, y, true);
-    reference.backward(float(double(hattn::count_targets(y)) / double(total)));
-    const auto g = grads_of(reference);
-    if (i == 0) {
-      sum = g;
-    } else {
-      for (std::size_t j = 0; j < g.size(); ++j) sum[j] = sum[j] + g[j];
-    }
-  }
+  const auto sum = ordered_micro_batch_sum(reference, data, o.seed, {0, 2, 4, 6});
   const auto left = grads_of(trained);  // AdamW reads the gradients and leaves them
   REQUIRE(left.size() == sum.size());
   CHECK(std::memcmp(left.data(), sum.data(), sum.size() * sizeof(float)) == 0);
@@ -256,27 +273,7 @@ TEST_CASE("uneven micro-batches: 8 sequences in 3 are 3, 3 and 2, summed in orde
   trainer.on_eval = [&](const hattn::EvalInfo& e) { evals.push_back(e); };
   REQUIRE(trainer.run().status == hattn::TrainStatus::completed);
 
-  hattn::Generator rng(o.seed);
-  Ids inputs(8, 32), targets(8, 32);
-  data.train_batch(inputs, targets, rng);
-  const Index total = hattn::count_targets(targets);
-  std::vector<float> sum;
-  const Index starts[] = {0, 3, 6, 8};
-  for (Index i = 0; i < 3; ++i) {
-    const Index r0 = starts[i], rows = starts[i + 1] - r0;
-    const hattn::View<const std::int32_t, 2> x(inputs.data() + r0 * 32, rows, 32), y(targets.data() + r0 * 32, rows, 32);
-    reference.set_step(0);
-    reference.set_first_sequence(std::uint64_t(r0));
-    reference.zero_grad();
-    reference.forward(x, y, true);
-    reference.backward(float(double(hattn::count_targets(y)) / double(total)));
-    const auto g = grads_of(reference);
-    if (i == 0) {
-      sum = g;
-    } else {
-      for (std::size_t j = 0; j < g.size(); ++j) sum[j] = sum[j] + g[j];
-    }
-  }
+  const auto sum = ordered_micro_batch_sum(reference, data, o.seed, {0, 3, 6, 8});
   const auto left = grads_of(trained);
   REQUIRE(left.size() == sum.size());
   CHECK(std::memcmp(left.data(), sum.data(), sum.size() * sizeof(float)) == 0);

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "hattn/core/error.hpp"
+#include "hattn/core/split.hpp"
 #include "hattn/core/tensor.hpp"
 
 namespace hattn::dist {
@@ -89,9 +90,9 @@ class Communicator {
   /// The number of processes.
   int size() const { return size_; }
 
-  /// Where shard `s` of an n-element vector starts (s = size(): n): n split as evenly as it goes,
-  /// the first n % size() shards one element longer.
-  Index shard_start(Index n, int s) const { return Index(s) * (n / size_) + std::min<Index>(s, n % size_); }
+  /// Where shard `s` of an n-element vector starts (s = size(): n): even_split_start, the first
+  /// n % size() shards one element longer.
+  Index shard_start(Index n, int s) const { return even_split_start(n, size_, s); }
 
   /// Replaces `data` on every rank by the element-wise sum of all ranks' `data`, added in rank
   /// order: sum = (((data_0 + data_1) + data_2) + ...), bitwise what one process computes adding

@@ -33,10 +33,12 @@ struct DropoutSequences {
 
 namespace detail {
 
-/// DropoutSequences: elements per sequence below this (the counter's low 40 bits), and sequence
-/// indices below 2^24 (the rest of a Philox block counter, in blocks of four elements).
-inline constexpr std::uint64_t dropout_sequence_elements = std::uint64_t{1} << 40;
-inline constexpr std::uint64_t dropout_sequences = std::uint64_t{1} << 24;
+/// DropoutSequences: an element's place in its sequence takes the counter's low 40 bits (elements
+/// per sequence below 2^40), the sequence's index the rest (indices below 2^24: the block counter
+/// counts four elements per block).
+inline constexpr int dropout_sequence_bits = 40;
+inline constexpr std::uint64_t dropout_sequence_elements = std::uint64_t{1} << dropout_sequence_bits;
+inline constexpr std::uint64_t dropout_sequences = std::uint64_t{1} << (64 - dropout_sequence_bits);
 
 /// Elements per parallel task of dropout: a constant multiple of 4 (a Philox block gives the
 /// uniforms of four consecutive elements), so the partition never depends on the threads.
@@ -77,7 +79,7 @@ void for_each_dropout_keep(Index n, double p, std::uint64_t seed, std::uint64_t 
   const Index per = n / seqs.count, blocks = (per + dropout_block - 1) / dropout_block;
   parallel_for(seqs.count * blocks, [&](Index t) {
     const Index s = t / blocks, l0 = t % blocks * dropout_block, l1 = std::min(per, l0 + dropout_block);
-    const std::uint64_t base = (seqs.first + std::uint64_t(s)) << 40;  // counter of the slice's element 0
+    const std::uint64_t base = (seqs.first + std::uint64_t(s)) << dropout_sequence_bits;  // slice's element 0
     std::uint32_t words[wide] = {};  // (wide) Philox words of elements q .. q + wide
     unsigned char keep[wide];        // (wide) 1 where kept
     for (Index q = l0; q < l1; q += wide) {  // q % 4 == 0: element q is word 0 of block (base + q) / 4

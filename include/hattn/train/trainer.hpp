@@ -16,6 +16,7 @@
 #include "hattn/core/error.hpp"
 #include "hattn/core/parallel.hpp"
 #include "hattn/core/rng.hpp"
+#include "hattn/core/split.hpp"
 #include "hattn/core/tensor.hpp"
 #include "hattn/data/dataset.hpp"
 #include "hattn/model/parameters.hpp"
@@ -172,6 +173,14 @@ class Trainer {
     const Index T_ = data.sequence_length();
     inputs_ = Tensor<std::int32_t, 2>(o.batch, T_);
     targets_ = Tensor<std::int32_t, 2>(o.batch, T_);
+    if (o.micro_batches > 1) {  // the micro-batches' gradient sum, flat in registry order
+      std::size_t n = 0;
+      for (const Parameter<T>& p : model.parameters()) {
+        sum_offsets_.push_back(n);
+        n += p.trainable() ? std::size_t(p.size()) : 0;
+      }
+      grad_sum_.assign(n, T(0));
+    }
   }
 
   /// Runs steps until TrainOptions::steps are completed or a step fails.
@@ -204,17 +213,14 @@ class Trainer {
     detail::require(data_->validation_windows() > 0, "Trainer::evaluate", "the dataset has no validation split");
     const auto t0 = std::chrono::steady_clock::now();
     const std::uint64_t saved_step = model_->step();
-    const Index T_ = data_->sequence_length();
     double weighted = 0;
     Index counted = 0;
     for (Index j = 0; j < std::max<Index>(options_.eval_batches, 1); ++j) {
       data_->validation_batch(inputs_, targets_, j);
       for (Index i = 0; i < options_.micro_batches; ++i) {
-        const Index r0 = micro_start(i), rows = micro_start(i + 1) - r0;
-        const View<const std::int32_t, 2> ids(inputs_.data() + r0 * T_, rows, T_);
-        const View<const std::int32_t, 2> tgt(targets_.data() + r0 * T_, rows, T_);
-        const Index n = count_targets(tgt);
-        weighted += double(model_->forward(ids, tgt, /*dropout=*/false)) * double(n);
+        const MicroBatch mb = micro_batch(i);
+        const Index n = count_targets(mb.targets);
+        weighted += double(model_->forward(mb.ids, mb.targets, /*dropout=*/false)) * double(n);
         counted += n;
       }
     }
@@ -275,12 +281,12 @@ class Trainer {
   StepInfo train_step(TrainResult& result) {
     const auto t0 = std::chrono::steady_clock::now();
     const std::vector<Parameter<T>>& params = model_->parameters();
-    const Index k = options_.micro_batches, T_ = data_->sequence_length();
+    const Index k = options_.micro_batches;
     data_->train_batch(inputs_, targets_, rng_);
     const Index total = count_targets(targets_);
     StepInfo info;
     info.step = step();
-    info.tokens = options_.batch * T_;
+    info.tokens = options_.batch * data_->sequence_length();
     info.targets = total;
     // One dropout step for the whole batch, each micro-batch at its sequences' batch indices.
     const std::uint64_t dropout_step = model_->step();
@@ -289,19 +295,18 @@ class Trainer {
       model_->set_first_sequence(0);
     };
     for (Index i = 0; i < k; ++i) {
-      const Index r0 = micro_start(i), rows = micro_start(i + 1) - r0;
-      const View<const std::int32_t, 2> ids(inputs_.data() + r0 * T_, rows, T_);
-      const View<const std::int32_t, 2> tgt(targets_.data() + r0 * T_, rows, T_);
-      const Index n = count_targets(tgt);
+      const MicroBatch mb = micro_batch(i);
+      const Index n = count_targets(mb.targets);
       model_->set_step(dropout_step);
-      model_->set_first_sequence(std::uint64_t(r0));
+      model_->set_first_sequence(std::uint64_t(mb.first));
       model_->zero_grad();
-      const double loss = double(model_->forward(ids, tgt, options_.dropout));
-      if (!std::isfinite(loss)) next_dropout_step();
-      if (!std::isfinite(loss))
+      const double loss = double(model_->forward(mb.ids, mb.targets, options_.dropout));
+      if (!std::isfinite(loss)) {
+        next_dropout_step();
         return fail(result, TrainStatus::non_finite_loss,
                     detail::concat("Trainer: loss is ", loss, " in step ", info.step + 1, " (micro-batch ", i,
                                    "); the step was not applied"));
+      }
       // The batch's mean CE is sum_i (n_i / N) mean_i: weight each micro-batch's gradient by its
       // share of the counted targets; backward adds, so the gradients accumulate in place.
       const double weight = double(n) / double(total);
@@ -323,48 +328,43 @@ class Trainer {
     return info;
   }
 
-  // The first row of micro-batch i (i = micro_batches: the batch's end). The batch's rows are
-  // split as evenly as they go, the first batch % micro_batches micro-batches one row larger:
-  // 8 rows in 3 micro-batches are 3, 3 and 2.
-  Index micro_start(Index i) const {
-    const Index B = options_.batch, k = options_.micro_batches;
-    return i * (B / k) + std::min(i, B % k);
+  // Micro-batch i of the batch in inputs_ and targets_: rows [first, first + rows), the batch split
+  // by even_split_start (8 rows in 3 micro-batches are 3, 3 and 2).
+  struct MicroBatch {
+    Index first;
+    View<const std::int32_t, 2> ids, targets;  // (rows, T) each
+  };
+  MicroBatch micro_batch(Index i) const {
+    const Index B = options_.batch, k = options_.micro_batches, T_ = data_->sequence_length();
+    const Index first = even_split_start(B, k, i), rows = even_split_start(B, k, i + 1) - first;
+    return {first, View<const std::int32_t, 2>(inputs_.data() + first * T_, rows, T_),
+            View<const std::int32_t, 2>(targets_.data() + first * T_, rows, T_)};
   }
 
-  // grad_sum_ = the trainable parameters' gradients (first micro-batch), or grad_sum_ + them,
-  // element by element.
+  // Calls f(sum, grad, count) for every block of the trainable gradients (detail::for_each_grad_block,
+  // in parallel), `sum` the block's place in grad_sum_.
+  template <class F>
+  void for_each_sum_block(const std::vector<Parameter<T>>& params, F&& f) {
+    detail::for_each_grad_block(params, [&](Index, const Parameter<T>& p, Index begin, Index end) {
+      T* sum = grad_sum_.data() + sum_offsets_[std::size_t(&p - params.data())] + begin;  // (end - begin)
+      f(sum, p.grad + begin, end - begin);
+    });
+  }
+
+  // grad_sum_ = the trainable gradients (the first micro-batch), or grad_sum_ + them, element by element.
   void add_to_gradient_sum(const std::vector<Parameter<T>>& params, bool first) {
-    std::size_t total = 0;
-    for (const Parameter<T>& p : params) total += p.trainable() ? std::size_t(p.size()) : 0;
-    if (grad_sum_.size() != total) grad_sum_.assign(total, T(0));
-    parallel_for(Index(params.size()), [&](Index j) {
-      const Parameter<T>& p = params[std::size_t(j)];
-      if (!p.trainable()) return;
-      T* sum = grad_sum_.data() + sum_offset(params, j);  // (p.size())
+    for_each_sum_block(params, [first](T* sum, T* grad, Index count) {
       if (first) {
-        std::copy(p.grad, p.grad + p.size(), sum);
+        std::copy(grad, grad + count, sum);
       } else {
-        for (Index e = 0; e < p.size(); ++e) sum[e] = sum[e] + p.grad[e];
+        for (Index e = 0; e < count; ++e) sum[e] = sum[e] + grad[e];
       }
     });
   }
 
-  // The trainable parameters' gradients = grad_sum_.
-  void set_gradients_to_sum(const std::vector<Parameter<T>>& params) const {
-    parallel_for(Index(params.size()), [&](Index j) {
-      const Parameter<T>& p = params[std::size_t(j)];
-      if (!p.trainable()) return;
-      const T* sum = grad_sum_.data() + sum_offset(params, j);  // (p.size())
-      std::copy(sum, sum + p.size(), p.grad);
-    });
-  }
-
-  // Where parameter j's gradient starts in grad_sum_ (trainable parameters in registry order).
-  static std::size_t sum_offset(const std::vector<Parameter<T>>& params, Index j) {
-    std::size_t offset = 0;
-    for (Index i = 0; i < j; ++i)
-      offset += params[std::size_t(i)].trainable() ? std::size_t(params[std::size_t(i)].size()) : 0;
-    return offset;
+  // The trainable gradients = grad_sum_.
+  void set_gradients_to_sum(const std::vector<Parameter<T>>& params) {
+    for_each_sum_block(params, [](T* sum, T* grad, Index count) { std::copy(sum, sum + count, grad); });
   }
 
   StepInfo fail(TrainResult& result, TrainStatus status, std::string message) const {
@@ -382,6 +382,7 @@ class Trainer {
   Generator rng_;                                  // batch sampling
   Tensor<std::int32_t, 2> inputs_, targets_;       // (batch, T) this step's batch
   std::vector<T> grad_sum_;                        // (trainable scalars) micro-batches' gradient sum
+  std::vector<std::size_t> sum_offsets_;           // (registry entries) where each starts in grad_sum_
 };
 
 }  // namespace hattn
